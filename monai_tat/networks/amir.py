@@ -1,0 +1,261 @@
+"""AMIR: All-in-one Medical Image Restoration via task-adaptive routing (Yang et al., MICCAI 2024)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from monai_tat.networks.blocks import gdfn_hidden_channels
+from monai_tat.networks.padding import crop_to, pad_to_multiple
+from monai_tat.networks.restormer import Restormer, run_level
+from monai_tat.networks.tracing import check_traced_size
+
+__all__ = ["AMIR", "RestorationInstructionNet", "SpatialRouting", "ChannelRouting", "coefficient_of_variation_sq"]
+
+
+class RestorationInstructionNet(nn.Module):
+    """RIN: a per-sample restoration instruction from the degraded image.
+
+    Strided convolutions (k3 s3, no padding) with LeakyReLU(0.1), 1x1 convolutions, global average
+    pooling, then a softmax over ``dictionary_size`` atoms weights a learnable dictionary
+    ``(dictionary_size, instruction_dim)``; GELU gives the instruction ``(B, instruction_dim)``.
+    """
+
+    def __init__(self, in_channels: int = 1, dictionary_size: int = 32, instruction_dim: int = 256, width: int = 64) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=3),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(width, width, 3, stride=3),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(width, width, 1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(width, width, 1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(width, 32, 1),
+        )
+        self.to_weights = nn.Linear(32, dictionary_size)
+        self.dictionary = nn.Parameter(torch.randn(dictionary_size, instruction_dim))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H, W)`` with H, W >= 9 -> instruction ``(B, instruction_dim)``."""
+        pooled = self.features(image).mean(dim=(-2, -1))
+        atom_weights = torch.softmax(self.to_weights(pooled), dim=-1)
+        return F.gelu(atom_weights @ self.dictionary)
+
+
+def coefficient_of_variation_sq(values: torch.Tensor) -> torch.Tensor:
+    """``var(values, unbiased) / (mean(values)^2 + 1e-10)``: the MoE balance measure (0 for one value)."""
+    if values.numel() <= 1:
+        return values.new_zeros(())
+    return values.var() / (values.mean() ** 2 + 1e-10)
+
+
+class SpatialRouting(nn.Module):
+    """SRM: per-pixel noisy top-k mixture of experts conditioned on the instruction.
+
+    For every pixel token ``x`` (C values) the gate sees ``[x, fc(instruction)]``; ``top_k`` of
+    ``num_experts`` experts (``Linear(C, int(C*2.66))``, GELU, ``Linear(.., C)``) are mixed with a
+    softmax over their logits. Output ``x + y``. Gaussian gate noise (Shazeer et al., 2017) only in
+    training. The balance loss ``cv2(importance) + cv2(load)`` is returned with the output.
+
+    ``combine="reference"`` (default) mixes as the reference does,
+    ``y = log(sum_e g_e exp(E_e(x)))``, computed in the log domain (``logsumexp`` of
+    ``log g_e + E_e``) so it neither overflows nor differentiates through ``log(0)``;
+    ``combine="sum"`` is the paper's eq. 3, ``y = sum_e g_e E_e(x)``.
+
+    Routing has no data-dependent shapes: all experts run on all tokens and the top-k are gathered,
+    so a traced network routes correctly for any input.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        instruction_dim: int = 256,
+        num_experts: int = 4,
+        top_k: int = 2,
+        ffn_expansion_factor: float = 2.66,
+        combine: str = "reference",
+    ) -> None:
+        super().__init__()
+        if combine not in ("reference", "sum"):
+            raise ValueError(f"combine must be 'reference' or 'sum', got {combine!r}.")
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f"need 1 <= top_k <= num_experts, got top_k={top_k}, num_experts={num_experts}.")
+        self.channels, self.num_experts, self.top_k, self.combine = channels, num_experts, top_k, combine
+        self.fc = nn.Linear(instruction_dim, channels)
+        self.w_gate = nn.Parameter(torch.randn(2 * channels, num_experts))
+        self.w_noise = nn.Parameter(torch.zeros(2 * channels, num_experts))
+        # The reference keeps the standard normal's parameters as buffers (they are in its checkpoints).
+        self.register_buffer("normal_mean", torch.zeros(1))
+        self.register_buffer("normal_std", torch.ones(1))
+        hidden = gdfn_hidden_channels(channels, ffn_expansion_factor)
+        self.experts = nn.ModuleList(
+            nn.ModuleDict({"fc1": nn.Linear(channels, hidden), "fc2": nn.Linear(hidden, channels)}) for _ in range(num_experts)
+        )
+
+    def _experts_dense(self, tokens: torch.Tensor) -> torch.Tensor:
+        """All experts on all tokens: ``(N, C)`` -> ``(N, E, C)`` as two batched matrix products."""
+        w1 = torch.cat([e["fc1"].weight for e in self.experts])  # (E*h, C)
+        b1 = torch.cat([e["fc1"].bias for e in self.experts])
+        hidden = F.gelu(F.linear(tokens, w1, b1))  # (N, E*h)
+        hidden = hidden.reshape(tokens.shape[0], self.num_experts, -1).transpose(0, 1)  # (E, N, h)
+        w2 = torch.stack([e["fc2"].weight for e in self.experts])  # (E, C, h)
+        b2 = torch.stack([e["fc2"].bias for e in self.experts])  # (E, C)
+        out = torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))  # (E, N, C)
+        return out.transpose(0, 1)
+
+    def _load_in_training(self, clean: torch.Tensor, noisy: torch.Tensor, noise_std: torch.Tensor) -> torch.Tensor:
+        """Expected number of tokens routed to each expert under the gate noise (smooth, for the loss)."""
+        top_values = noisy.topk(min(self.top_k + 1, self.num_experts), dim=-1).values
+        normal = torch.distributions.Normal(self.normal_mean, self.normal_std)
+        if self.top_k == self.num_experts:
+            return torch.ones_like(clean).sum(0)
+        # An expert is in the top-k if its noisy logit beats the k-th best of the others.
+        threshold_if_in = top_values[:, self.top_k : self.top_k + 1]
+        threshold_if_out = top_values[:, self.top_k - 1 : self.top_k]
+        is_in = noisy > threshold_if_in
+        prob_if_in = normal.cdf((clean - threshold_if_in) / noise_std)
+        prob_if_out = normal.cdf((clean - threshold_if_out) / noise_std)
+        return torch.where(is_in, prob_if_in, prob_if_out).sum(0)
+
+    def forward(self, x: torch.Tensor, instruction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` ``(B, C, H, W)``, ``instruction`` ``(B, D)`` -> (``(B, C, H, W)``, balance loss scalar)."""
+        batch, channels, height, width = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(-1, channels)  # (N, C), N = B*H*W
+        condition = self.fc(instruction)  # (B, C)
+        # [x, d] @ w_gate, with the instruction half computed once per sample.
+        cond_logits = (condition @ self.w_gate[channels:]).repeat_interleave(height * width, dim=0)
+        clean_logits = tokens @ self.w_gate[:channels] + cond_logits
+        if self.training:
+            cond_noise = (condition @ self.w_noise[channels:]).repeat_interleave(height * width, dim=0)
+            noise_std = F.softplus(tokens @ self.w_noise[:channels] + cond_noise) + 0.01
+            logits = clean_logits + torch.randn_like(clean_logits) * noise_std
+        else:
+            logits = clean_logits
+        top_logits, top_index = logits.topk(self.top_k, dim=-1)  # (N, k)
+        top_log_gates = torch.log_softmax(top_logits, dim=-1)
+        gates = torch.zeros_like(logits).scatter(1, top_index, top_log_gates.exp())  # (N, E)
+
+        expert_out = self._experts_dense(tokens)  # (N, E, C)
+        chosen = expert_out.gather(1, top_index.unsqueeze(-1).expand(-1, -1, channels))  # (N, k, C)
+        if self.combine == "reference":
+            mixed = torch.logsumexp(top_log_gates.unsqueeze(-1) + chosen, dim=1)
+        else:
+            mixed = (top_log_gates.exp().unsqueeze(-1) * chosen).sum(dim=1)
+        y = mixed.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+        importance = gates.sum(0)
+        if self.training:
+            load = self._load_in_training(clean_logits, logits, noise_std)
+        else:
+            load = (gates > 0).to(gates.dtype).sum(0)
+        balance = coefficient_of_variation_sq(importance) + coefficient_of_variation_sq(load)
+        return x + y, balance
+
+
+class ChannelRouting(nn.Module):
+    """CRM: ``x + (x * gamma + beta) * sigmoid(fc(instruction))`` per channel (gamma, beta start at 0)."""
+
+    def __init__(self, channels: int, instruction_dim: int = 256) -> None:
+        super().__init__()
+        self.fc = nn.Linear(instruction_dim, channels)
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, instruction: torch.Tensor) -> torch.Tensor:
+        mask = torch.sigmoid(self.fc(instruction))[:, :, None, None]
+        return x + (x * self.gamma + self.beta) * mask
+
+
+class AMIR(Restormer):
+    """AMIR (MICCAI 2024): a Restormer trunk routed by a restoration instruction.
+
+    RIN turns the degraded image into an instruction; spatial routing modules (SRM, noisy top-2 of
+    4 experts per pixel) precede encoder levels 1-3, channel routing modules (CRM) precede the
+    latent and decoder levels 3-1. Default: the reference configuration (dim 42, blocks
+    (5, 7, 7, 9), 32 dictionary atoms), 23,540,504 state-dict values.
+
+    In training mode ``forward`` returns ``(image, balance_loss)`` (train with
+    ``L1 + 0.001 * balance_loss``); in eval mode the image.
+
+    Args:
+        spatial_dims, in_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads,
+            ffn_expansion_factor: the trunk (see :class:`~monai_tat.networks.Restormer`).
+        dictionary_size: RIN atoms (32 in the reference code, 16 in the paper).
+        instruction_dim: instruction width (256).
+        num_experts, top_k: SRM experts and how many each pixel uses.
+        combine: ``"reference"`` (log-sum-exp mixing of the reference code) or ``"sum"`` (paper eq. 3).
+
+    Shapes: ``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)``, any H, W >= 9.
+
+    Example::
+
+        net = AMIR().eval()
+        with torch.no_grad():
+            restored = net(torch.rand(1, 1, 256, 256))
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        dim: int = 42,
+        num_blocks: Sequence[int] = (5, 7, 7, 9),
+        num_refinement_blocks: int = 4,
+        heads: Sequence[int] = (1, 2, 4, 8),
+        ffn_expansion_factor: float = 2.66,
+        dictionary_size: int = 32,
+        instruction_dim: int = 256,
+        num_experts: int = 4,
+        top_k: int = 2,
+        combine: str = "reference",
+    ) -> None:
+        super().__init__(spatial_dims, in_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads, ffn_expansion_factor)
+        self.config: dict[str, Any] = dict(
+            self.config, dictionary_size=dictionary_size, instruction_dim=instruction_dim,
+            num_experts=num_experts, top_k=top_k, combine=combine,
+        )  # fmt: skip
+        self.traced_size = None
+        self.dict_generator = RestorationInstructionNet(in_channels, dictionary_size, instruction_dim)
+        srm = dict(instruction_dim=instruction_dim, num_experts=num_experts, top_k=top_k, ffn_expansion_factor=ffn_expansion_factor, combine=combine)
+        self.spatial_routing_encoder_level1 = SpatialRouting(dim, **srm)
+        self.spatial_routing_encoder_level2 = SpatialRouting(dim * 2, **srm)
+        self.spatial_routing_encoder_level3 = SpatialRouting(dim * 4, **srm)
+        self.channel_routing_latent = ChannelRouting(dim * 8, instruction_dim)
+        self.channel_routing_decoder_level3 = ChannelRouting(dim * 4, instruction_dim)
+        self.channel_routing_decoder_level2 = ChannelRouting(dim * 2, instruction_dim)
+        self.channel_routing_decoder_level1 = ChannelRouting(dim * 2, instruction_dim)
+
+    def forward(self, image: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``(B, in_channels, H, W)`` -> image, or ``(image, balance_loss)`` in training mode."""
+        image = check_traced_size(self, image)
+        height, width = image.shape[-2:]
+        instruction = self.dict_generator(image)
+        x_in = pad_to_multiple(image, 8)
+
+        x, loss1 = self.spatial_routing_encoder_level1(self.patch_embed(x_in), instruction)
+        enc1 = run_level(self.encoder_level1, x)
+        x, loss2 = self.spatial_routing_encoder_level2(self.down1_2(enc1), instruction)
+        enc2 = run_level(self.encoder_level2, x)
+        x, loss3 = self.spatial_routing_encoder_level3(self.down2_3(enc2), instruction)
+        enc3 = run_level(self.encoder_level3, x)
+
+        latent = run_level(self.latent, self.channel_routing_latent(self.down3_4(enc3), instruction))
+        dec3 = self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], dim=1))
+        dec3 = run_level(self.decoder_level3, self.channel_routing_decoder_level3(dec3, instruction))
+        dec2 = self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], dim=1))
+        dec2 = run_level(self.decoder_level2, self.channel_routing_decoder_level2(dec2, instruction))
+        dec1 = torch.cat([self.up2_1(dec2), enc1], dim=1)
+        dec1 = run_level(self.decoder_level1, self.channel_routing_decoder_level1(dec1, instruction))
+        out = self.output(run_level(self.refinement, dec1))
+        if self.add_input:
+            out = out + x_in
+        out = crop_to(out, height, width)
+        if self.training:
+            return out, loss1 + loss2 + loss3
+        return out

@@ -1,0 +1,60 @@
+"""TorchScript tracing and ONNX export (what MONAI's bundle export does) stay exact and honest."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from monai_tat.networks import AMIR, TAT
+
+SMALL = dict(num_blocks=(1, 2, 2, 2), num_refinement_blocks=1)
+
+
+def small_network(name: str) -> torch.nn.Module:
+    return (TAT(dim=8, **SMALL) if name == "TAT" else AMIR(dim=6, **SMALL)).eval()
+
+
+def slice_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """The tracing input, and a second, differently distributed one (other routing, other kernels)."""
+    traced_on = torch.rand(1, 1, 128, 128)
+    ramp = torch.linspace(0, 3, 128).reshape(1, 1, 1, 128)
+    return traced_on, (ramp + 0.3 * torch.randn(1, 1, 128, 128)).abs()
+
+
+@pytest.mark.parametrize("name", ["TAT", "AMIR"])
+def test_trace_matches_eager_on_a_new_input_and_refuses_other_sizes(name: str) -> None:
+    model = small_network(name)
+    traced_on, other = slice_pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, traced_on)
+    with torch.no_grad():
+        for x in (traced_on, other):
+            assert float((traced(x) - model(x)).abs().max()) <= 1e-4
+    assert model.traced_size == (128, 128)
+    with pytest.raises(Exception, match="valid only for slices of size 128x128"):
+        traced(torch.rand(1, 1, 256, 256))
+
+
+@pytest.mark.parametrize("name", ["TAT", "AMIR"])
+def test_onnx_export_matches_eager(name: str) -> None:
+    model = small_network(name)
+    traced_on, other = slice_pair()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (traced_on,), buffer)
+    session = onnxruntime.InferenceSession(buffer.getvalue())
+    input_name = session.get_inputs()[0].name
+    for x in (traced_on, other):
+        onnx_out = session.run(None, {input_name: x.numpy()})[0]
+        with torch.no_grad():
+            assert np.abs(onnx_out - model(x).numpy()).max() <= 1e-4
+    assert session.get_inputs()[0].shape == [1, 1, 128, 128]  # the export states its size
+    with pytest.raises(Exception):
+        session.run(None, {input_name: np.zeros((1, 1, 256, 256), dtype=np.float32)})
