@@ -30,6 +30,7 @@ setup(
         "safetensors>=0.4",
         "tqdm>=4.60",
         "pillow>=9.0",
+        "fire>=0.5",
     ],
     extras_require={
         "test": [

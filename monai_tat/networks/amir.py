@@ -236,7 +236,7 @@ class AMIR(Restormer):
         image = check_traced_size(self, image)
         height, width = image.shape[-2:]
         instruction = self.dict_generator(image)
-        x_in = pad_to_multiple(image, 8)
+        x_in = pad_to_multiple(image, 8).contiguous(memory_format=torch.channels_last)
 
         x, loss1 = self.spatial_routing_encoder_level1(self.patch_embed(x_in), instruction)
         enc1 = run_level(self.encoder_level1, x)
@@ -255,7 +255,7 @@ class AMIR(Restormer):
         out = self.output(run_level(self.refinement, dec1))
         if self.add_input:
             out = out + x_in
-        out = crop_to(out, height, width)
+        out = crop_to(out, height, width).contiguous()
         if self.training:
             return out, loss1 + loss2 + loss3
         return out

@@ -28,6 +28,11 @@ __all__ = [
 ]
 
 
+def _may_work_in_place() -> bool:
+    """In-place updates save full-size allocations at inference; autograd and tracing need out-of-place."""
+    return not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
 def gdfn_hidden_channels(channels: int, ffn_expansion_factor: float) -> int:
     """Hidden width of the GDFN, ``int(channels * factor)`` exactly as the reference truncates it."""
     return int(channels * ffn_expansion_factor)
@@ -67,13 +72,15 @@ def per_sample_depthwise_conv(
         generated: ``(B, C, 1, 3, 3)`` kernels generated from each sample's task representation.
 
     Returns:
-        ``(B, C, H, W)``: every sample convolved with its own kernel through one grouped
-        convolution over ``B * C`` groups.
+        ``(B, C, H, W)``: every sample convolved with its own kernel.
     """
-    batch, channels, height, width = x.shape
-    kernels = (shared_kernel + kernel_scale * generated).reshape(batch * channels, 1, 3, 3)
-    out = F.conv2d(x.reshape(1, batch * channels, height, width), kernels, padding=1, groups=batch * channels)
-    return out.reshape(batch, channels, height, width)
+    channels = x.shape[1]
+    kernels = shared_kernel + kernel_scale * generated  # (B, C, 1, 3, 3)
+    # One depthwise convolution per sample: equal to a grouped convolution over B*C groups, and
+    # it keeps the channels-last layout that folding the batch into channels would break.
+    if x.shape[0] == 1:
+        return F.conv2d(x, kernels[0], padding=1, groups=channels)
+    return torch.cat([F.conv2d(x[b : b + 1], kernels[b], padding=1, groups=channels) for b in range(x.shape[0])])
 
 
 def window_starts(length: int, window: int) -> list[int]:
@@ -136,44 +143,59 @@ class ChannelAttention(nn.Module):
             raise ValueError("a weight-adaptive attention needs its generated kernel.")
         return per_sample_depthwise_conv(qkv, self.dw_kernel, self.lambda_dw, generated)
 
-    def _attend(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Global attention over all pixels of ``qkv`` ``(N, 3C, h, w)`` -> ``(N, C, h, w)``."""
-        n, c3, h, w = qkv.shape
-        c_head = c3 // (3 * self.num_heads)
-        q, k, v = qkv.reshape(n, 3, self.num_heads, c_head, h * w).unbind(1)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature, dim=-1)
-        return (attn @ v).reshape(n, c3 // 3, h, w)
+    def _attend(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Attention across channels over all pixels of ``tokens`` ``(N, P, 3C)`` -> ``(N, P, C)``.
 
-    def _attend_in_windows(self, qkv: torch.Tensor, rows: list[int], cols: list[int], size: tuple[int, int]) -> torch.Tensor:
-        """TLC: attention inside every (row, col) window, overlaps averaged. Per sample, batched."""
-        batch, c3, height, width = qkv.shape
+        Works on the channels-last layout without copying q, k, v: the Gram matrix ``q^T k`` is
+        taken from strided views, and the L2 normalisation of q and k over pixels is applied to
+        it as ``1 / (|q_i| |k_j|)`` (as ``F.normalize``: norms clamped at 1e-12).
+        """
+        channels = tokens.shape[-1] // 3
+        c_head = channels // self.num_heads
+        outputs = []
+        for head in range(self.num_heads):
+            lo = head * c_head
+            q = tokens[..., lo : lo + c_head]
+            k = tokens[..., channels + lo : channels + lo + c_head]
+            v = tokens[..., 2 * channels + lo : 2 * channels + lo + c_head]
+            q_norm = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12)  # (N, c)
+            k_norm = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12)
+            gram = q.transpose(1, 2) @ k  # (N, c, c)
+            scale = self.temperature[head] / (q_norm.unsqueeze(2) * k_norm.unsqueeze(1))
+            attn = torch.softmax(gram * scale, dim=-1)
+            outputs.append(v @ attn.transpose(1, 2))  # (N, P, c)
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+
+    def _attend_in_windows(self, tokens: torch.Tensor, rows: list[int], cols: list[int], size: tuple[int, int]) -> torch.Tensor:
+        """TLC on ``tokens`` ``(B, H, W, 3C)``: attention inside every (row, col) window, overlaps
+        averaged -> ``(B, H, W, C)``. All windows of all samples run as one batch."""
+        batch, height, width, c3 = tokens.shape
         kh, kw = size
-        windows = torch.stack([qkv[:, :, r : r + kh, c : c + kw] for r in rows for c in cols], dim=1)
-        out_windows = self._attend(windows.reshape(-1, c3, kh, kw)).reshape(batch, len(rows) * len(cols), c3 // 3, kh, kw)
-        out = qkv.new_zeros(batch, c3 // 3, height, width)
-        coverage = qkv.new_zeros(1, 1, height, width)
+        windows = torch.stack([tokens[:, r : r + kh, c : c + kw] for r in rows for c in cols], dim=1)
+        out_windows = self._attend(windows.reshape(-1, kh * kw, c3)).reshape(batch, -1, kh, kw, c3 // 3)
+        out = tokens.new_zeros(batch, height, width, c3 // 3)
+        coverage = tokens.new_zeros(1, height, width, 1)
         index = 0
         for r in rows:
             for c in cols:
-                out[:, :, r : r + kh, c : c + kw] += out_windows[:, index]
-                coverage[:, :, r : r + kh, c : c + kw] += 1.0
+                out[:, r : r + kh, c : c + kw] += out_windows[:, index]
+                coverage[:, r : r + kh, c : c + kw] += 1.0
                 index += 1
         return out / coverage
 
     def forward(self, x: torch.Tensor, generated: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x`` ``(B, C, H, W)``; ``generated`` ``(B, 3C, 1, 3, 3)`` for adaptive blocks."""
         qkv = self._depthwise(self.qkv(x), generated)
-        height, width = qkv.shape[-2:]
+        batch, c3, height, width = qkv.shape
+        tokens = qkv.permute(0, 2, 3, 1)  # (B, H, W, 3C): a free view when qkv is channels-last
         window = self.local_window
         if window is None or (height <= window and width <= window):
             # A single window covering the map is global attention.
-            out = self._attend(qkv)
+            out = self._attend(tokens.reshape(batch, height * width, c3)).reshape(batch, height, width, c3 // 3)
         else:
             size = (min(height, window), min(width, window))
-            out = self._attend_in_windows(qkv, window_starts(height, window), window_starts(width, window), size)
-        return self.project_out(out)
+            out = self._attend_in_windows(tokens, window_starts(height, window), window_starts(width, window), size)
+        return self.project_out(out.permute(0, 3, 1, 2))
 
 
 class GatedFeedForward(nn.Module):
@@ -205,7 +227,10 @@ class GatedFeedForward(nn.Module):
         else:
             hidden = self.dwconv(hidden)
         gate, value = hidden.chunk(2, dim=1)
-        return self.project_out(F.gelu(gate) * value)
+        gated = F.gelu(gate)
+        # In place when no gradient is recorded: one less full-size allocation per block.
+        gated = gated.mul_(value) if _may_work_in_place() else gated * value
+        return self.project_out(gated)
 
 
 class TransformerBlock(nn.Module):
@@ -231,8 +256,12 @@ class TransformerBlock(nn.Module):
         attn_kernel: Optional[torch.Tensor] = None,
         ffn_kernel: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), attn_kernel)
-        return x + self.ffn(self.norm2(x), ffn_kernel)
+        if not _may_work_in_place():
+            x = x + self.attn(self.norm1(x), attn_kernel)
+            return x + self.ffn(self.norm2(x), ffn_kernel)
+        # Inference: add the residual into the freshly computed branch output instead of allocating.
+        x = self.attn(self.norm1(x), attn_kernel).add_(x)
+        return self.ffn(self.norm2(x), ffn_kernel).add_(x)
 
 
 class Downsample(nn.Module):

@@ -113,7 +113,14 @@ def load_checked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Ten
     if missing or unexpected or wrong_shape:
 
         def listing(keys: list[str]) -> str:
-            return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "") if keys else "none"
+            """Counts per top-level module, then the first few keys: readable for hundreds of keys."""
+            if not keys:
+                return "none"
+            modules: dict[str, int] = {}
+            for key in keys:
+                modules[key.split(".")[0]] = modules.get(key.split(".")[0], 0) + 1
+            per_module = ", ".join(f"{name} ({count})" for name, count in modules.items())
+            return f"{len(keys)} under {per_module}, e.g. " + ", ".join(keys[:3])
 
         raise CheckpointMismatchError(
             f"the {source} does not fit this {type(model).__name__}: "

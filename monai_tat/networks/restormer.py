@@ -121,7 +121,7 @@ class Restormer(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)``."""
         height, width = image.shape[-2:]
-        x_in = pad_to_multiple(image, 8)
+        x_in = pad_to_multiple(image, 8).contiguous(memory_format=torch.channels_last)
         enc1 = run_level(self.encoder_level1, self.patch_embed(x_in))
         enc2 = run_level(self.encoder_level2, self.down1_2(enc1))
         enc3 = run_level(self.encoder_level3, self.down2_3(enc2))
@@ -134,4 +134,4 @@ class Restormer(nn.Module):
         out = self.output(run_level(self.refinement, dec1))
         if self.add_input:
             out = out + x_in
-        return crop_to(out, height, width)
+        return crop_to(out, height, width).contiguous()

@@ -247,7 +247,7 @@ class TAT(nn.Module):
         if not self.weight_generation:
             return self.restormer(image)
         height, width = image.shape[-2:]
-        x_in = pad_to_multiple(image, 8)
+        x_in = pad_to_multiple(image, 8).contiguous(memory_format=torch.channels_last)
         enc1 = run_level(self.encoder_level1, self.patch_embed(x_in))
         enc2 = run_level(self.encoder_level2, self.down1_2(enc1))
         enc3 = run_level(self.encoder_level3, self.down2_3(enc2))
@@ -265,4 +265,4 @@ class TAT(nn.Module):
         out = self.output(self.fusion(torch.cat([enc1, dec1, refined], dim=1)))
         if self.add_input:
             out = out + x_in
-        return crop_to(out, height, width)
+        return crop_to(out, height, width).contiguous()

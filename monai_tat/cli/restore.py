@@ -1,0 +1,156 @@
+"""``monai-tat restore IN OUT``: restore a CT, PET or MRI volume with TAT / AMIR."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+from monai_tat.errors import UserInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["register", "run", "write_preview", "PREVIEW_WINDOWS"]
+
+#: Display windows of the preview in physical units; MRI (arbitrary units) uses the input's
+#: 0.5 / 99.5 percentiles instead.
+PREVIEW_WINDOWS = {"ct": (-160.0, 240.0), "pet": (0.0, 10.0)}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``restore`` subcommand."""
+    p = subparsers.add_parser(
+        "restore",
+        help="restore a volume (low-dose CT, low-count PET, MRI super-resolution)",
+        description="Restore a 2D image or 3D volume slice by slice and write it with the input's geometry. "
+        "Inputs: NIfTI, NRRD, MHA, a DICOM file or series folder (PET DICOM is converted to SUV). "
+        "Outputs: .nii.gz, .nii, .nrrd, .mha. CT voxels outside [-1024, 3072] HU and PET voxels outside "
+        "[0, 20] SUV keep their input values.",
+    )
+    p.add_argument("input", help="input image file, DICOM file or DICOM series folder")
+    p.add_argument("output", help="output file (.nii.gz, .nii, .nrrd or .mha); never the input")
+    p.add_argument("--task", default="auto", choices=("ct", "pet", "mri", "auto"),
+                   help="restoration task; auto reads the DICOM modality, then the intensities (default auto)")
+    p.add_argument("--model", default="tat",
+                   help="tat, amir (shipped demo weights) or a bundle folder / .pt / .pth / .safetensors checkpoint")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="slices per batch (default 8 on GPU, 1 on CPU; halved automatically when GPU memory runs out)")
+    p.add_argument("--axis", type=int, choices=(0, 1, 2), default=None,
+                   help="slicing axis of a 3D volume (default: the axial axis from the image orientation)")
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
+                   help="mixed precision on GPU (default none: float32)")
+    p.add_argument("--preview", metavar="PNG", default=None,
+                   help="also write a PNG of the central slice: input | restored, in a window for the task")
+    p.add_argument("--patient-weight", type=float, default=None, metavar="KG",
+                   help="PET DICOM: patient weight in kg when the header lacks it (for SUV)")
+    p.add_argument("--injected-dose", type=float, default=None, metavar="BQ",
+                   help="PET DICOM: injected activity in Bq when the header lacks it (for SUV)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every path, read, restore with a progress bar, write atomically."""
+    from tqdm import tqdm
+
+    from monai_tat.inference import check_restore_paths, load_model, resolve_device, resolve_task, restore_volume
+    from monai_tat.io import read_volume, write_volume
+
+    check_restore_paths(args.input, args.output, overwrite=args.overwrite)
+    if args.preview is not None:
+        _check_preview_path(Path(args.preview), args)
+    overrides = {"weight_kg": args.patient_weight, "injected_dose_bq": args.injected_dose}
+    image = read_volume(args.input, suv_overrides={k: v for k, v in overrides.items() if v is not None})
+    task = resolve_task(args.task, image)
+    device = resolve_device(args.device)
+    model = load_model(args.model, device)
+
+    bar = None  # created at the first callback, so that input errors print no empty bar
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=f"restoring ({task})", unit="slice", disable=args.quiet, file=sys.stderr)
+        bar.update(done - bar.n)
+
+    try:
+        restored = restore_volume(
+            image, model, task, device=device, batch_size=args.batch_size, axis=args.axis,
+            progress=progress, amp=args.amp,
+        )
+    except BaseException:
+        if bar is not None:
+            bar.leave = False  # the error message is the one line left on stderr
+            bar.close()
+        raise
+    if bar is not None:
+        bar.close()
+    write_volume(restored, args.output, overwrite=args.overwrite)
+    if args.preview is not None:
+        axis = restored.meta["restoration"]["axis"]
+        write_preview(image.numpy(), restored.numpy(), task, args.preview, axis=axis, overwrite=args.overwrite)
+    print(f"restored {args.input} -> {args.output} ({task}, {type(model).__name__}, {device})")
+    return 0
+
+
+def _check_preview_path(preview: Path, args: argparse.Namespace) -> None:
+    from monai_tat.io import check_output_path, same_file
+
+    if preview.suffix.lower() != ".png":
+        raise UserInputError(f"preview {preview} must be a .png file")
+    if same_file(preview, args.output):
+        raise UserInputError("--preview and the output are the same file; choose another preview path")
+    check_output_path(preview, overwrite=args.overwrite, inputs=[args.input])
+
+
+def _central_slice(volume: np.ndarray, axis: int | None) -> np.ndarray:
+    """The middle slice, rows along j and columns along i (the orientation the network saw)."""
+    import numpy as np
+
+    if volume.ndim == 2:
+        return volume.T
+    index = volume.shape[axis] // 2
+    return np.take(volume, index, axis=axis).T
+
+
+def _to_grey(image: np.ndarray, low: float, high: float) -> np.ndarray:
+    import numpy as np
+
+    scale = 255.0 / (high - low) if high > low else 0.0
+    return np.clip((image.astype(np.float64) - low) * scale, 0, 255).round().astype(np.uint8)
+
+
+def write_preview(
+    image: np.ndarray, restored: np.ndarray, task: str, path: str | Path, *, axis: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a PNG of the central slice, input | restored side by side, both in the same window.
+
+    Windows: CT abdomen W400/L40 ([-160, 240] HU), PET [0, 10] SUV, MRI the input slice's 0.5 / 99.5
+    percentiles. ``axis`` is the slicing axis of a 3D volume.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from monai_tat.io import atomic_write
+
+    before, after = _central_slice(image, axis), _central_slice(restored, axis)
+    low, high = PREVIEW_WINDOWS.get(task) or tuple(np.percentile(before, (0.5, 99.5)))
+    gap = np.zeros((before.shape[0], 2), dtype=np.uint8)
+    panel = np.concatenate([_to_grey(before, low, high), gap, _to_grey(after, low, high)], axis=1)
+    return atomic_write(path, lambda tmp: Image.fromarray(panel).save(tmp, format="PNG"), overwrite=overwrite)

@@ -1,0 +1,48 @@
+"""MONAI transforms for CT, PET and MRI restoration: invertible intensity mappings to the [0, 1]
+model range, the PET SUV factor from DICOM headers, and physics-based degradation simulators.
+
+Use alone in any MONAI pipeline; nothing here depends on the rest of monai_tat except its errors.
+"""
+
+from __future__ import annotations
+
+from monai_tat.transforms.degrade_ct import LowDoseCT, LowDoseCTd
+from monai_tat.transforms.degrade_mri import KSpaceTruncation, KSpaceTruncationd
+from monai_tat.transforms.degrade_pet import LowCountPET, LowCountPETd
+from monai_tat.transforms.dicom_rescale import rescale_to_physical
+from monai_tat.transforms.factory import TASKS, check_task, model_intensity_transform
+from monai_tat.transforms.intensity import (
+    CT_WINDOWS,
+    HUWindow,
+    HUWindowd,
+    MRINormalize,
+    MRINormalized,
+    SUVNormalize,
+    SUVNormalized,
+    window_bounds,
+)
+from monai_tat.transforms.simulators import simulator_for_task
+from monai_tat.transforms.suv import suv_factor_from_dicom
+
+__all__ = [
+    "CT_WINDOWS",
+    "HUWindow",
+    "HUWindowd",
+    "KSpaceTruncation",
+    "KSpaceTruncationd",
+    "LowCountPET",
+    "LowCountPETd",
+    "LowDoseCT",
+    "LowDoseCTd",
+    "MRINormalize",
+    "MRINormalized",
+    "SUVNormalize",
+    "SUVNormalized",
+    "TASKS",
+    "check_task",
+    "model_intensity_transform",
+    "rescale_to_physical",
+    "simulator_for_task",
+    "suv_factor_from_dicom",
+    "window_bounds",
+]

@@ -1,0 +1,312 @@
+"""MedicalRestore: restore a CT, PET or MRI volume with TAT or AMIR (monai-tat) in 3D Slicer.
+
+The module holds no model code. Its logic (``MedicalRestoreLib``, importable with MRML alone)
+writes the input volume to a temporary NRRD, runs ``monai_tat.inference`` on it in a PythonSlicer
+background process, and reads the result back into a new volume once it is complete; this file
+adds the Qt GUI, a Qt timer that follows the background process, and the self-test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import ctk
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from MedicalRestoreLib import SUCCEEDED, RestoreInputError, RestoreLogic, dependencies, testing, volumes
+
+MODEL_CHOICES = ("TAT", "AMIR")
+MODEL_FILE_CHOICE = "Bundle directory or checkpoint file"
+TASK_CHOICES = ("Auto", "CT", "PET", "MRI")
+DEVICE_CHOICES = ("auto", "cpu", "cuda:0")
+POLL_INTERVAL_MS = 200
+
+
+class MedicalRestore(ScriptedLoadableModule):
+    """Module description shown by Slicer."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Medical Restore"
+        self.parent.categories = ["Filtering"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["monai-tat contributors"]
+        self.parent.helpText = (
+            "Restores a CT (low-dose denoising), PET (low-dose to full-dose synthesis) or MRI "
+            "(4x super-resolution) volume with the all-in-one TAT or AMIR networks of monai-tat. "
+            "The network runs in a background process, on the GPU when there is one; Slicer stays "
+            "responsive and the run can be cancelled. The restored volume appears as a new volume "
+            "with the input's geometry; the input is never changed."
+        )
+        self.parent.acknowledgementText = (
+            "TAT: Task-aware Adaptive Transformer (MICCAI 2025). AMIR: All-in-one Medical Image "
+            "Restoration via task-adaptive routing (MICCAI 2024). Built on MONAI and 3D Slicer."
+        )
+
+
+def python_slicer_executable() -> str:
+    """PythonSlicer, the launcher that runs Python with Slicer's environment (sys.executable otherwise)."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+class MedicalRestoreLogic(ScriptedLoadableModuleLogic, RestoreLogic):
+    """:class:`MedicalRestoreLib.RestoreLogic` with PythonSlicer and a Qt timer for ``wait=False``.
+
+    Usage from the Python console::
+
+        logic = slicer.util.getModuleLogic("MedicalRestore")
+        job = logic.process(getNode("CTChest"), None, "ct", "/path/to/checkpoint.pt", "auto")
+        restored = job.output_node
+    """
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        RestoreLogic.__init__(
+            self, python_executable=python_slicer_executable(), env=slicer.util.startupEnvironment()
+        )
+        self._timers = {}
+
+    def start_polling(self, job) -> None:
+        """Poll the job from Slicer's main thread every 200 ms until it ends."""
+        timer = qt.QTimer()
+        timer.setInterval(POLL_INTERVAL_MS)
+
+        def tick():
+            if not job.poll():
+                timer.stop()
+                self._timers.pop(id(job), None)
+
+        timer.timeout.connect(tick)
+        self._timers[id(job)] = timer
+        timer.start()
+
+    def install_plan(self):
+        """Steps that install the missing packages on this Slicer (empty when nothing is missing)."""
+        missing = self.missing_dependencies()
+        if not missing:
+            return []
+        try:
+            import PyTorchUtils  # noqa: F401 - the PyTorch extension's module
+
+            has_pytorch_extension = True
+        except ImportError:
+            has_pytorch_extension = False
+        return dependencies.build_install_plan(
+            missing,
+            (slicer.app.majorVersion, slicer.app.minorVersion),
+            has_pytorch_extension,
+            dependencies.source_checkout(Path(__file__).resolve().parent),
+        )
+
+    def ensure_dependencies(self) -> bool:
+        """Offer to install torch / monai_tat when missing; never installs without the user's OK."""
+        plan = self.install_plan()
+        return dependencies.install(plan, slicer.util.confirmOkCancelDisplay, slicer)
+
+
+class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The module panel: input, task, model, device, batch size, Restore / Cancel, progress, log."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.job = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MedicalRestore.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = MedicalRestoreLogic()
+
+        self.ui.taskComboBox.addItems(list(TASK_CHOICES))
+        self.ui.modelComboBox.addItems([*MODEL_CHOICES, MODEL_FILE_CHOICE])
+        self.ui.deviceComboBox.addItems(list(DEVICE_CHOICES))
+        # Checkpoints are files, bundles are folders.
+        self.ui.modelPathLineEdit.filters = (
+            ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Readable
+        )
+        self.ui.modelPathLineEdit.settingKey = "MedicalRestore/ModelPath"
+
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateGUI)
+        self.ui.outputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateGUI)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.updateGUI)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.updateGUI()
+
+    def cleanup(self):
+        self.cancelJob()
+        self.removeObservers()
+
+    def onSceneStartClose(self, caller, event):
+        self.cancelJob()
+
+    def cancelJob(self):
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def selectedModel(self) -> str:
+        choice = self.ui.modelComboBox.currentText
+        return self.ui.modelPathLineEdit.currentPath if choice == MODEL_FILE_CHOICE else choice
+
+    def updateGUI(self, *_):
+        running = self.running
+        for widget in (
+            self.ui.inputSelector,
+            self.ui.taskComboBox,
+            self.ui.modelComboBox,
+            self.ui.modelPathLineEdit,
+            self.ui.deviceComboBox,
+            self.ui.batchSizeSpinBox,
+            self.ui.outputSelector,
+        ):
+            widget.enabled = not running
+        self.ui.modelPathLineEdit.visible = self.ui.modelComboBox.currentText == MODEL_FILE_CHOICE
+        if running:
+            self.ui.applyButton.text = "Cancel"
+            self.ui.applyButton.toolTip = "Stop the restoration; no output volume is created."
+            self.ui.applyButton.enabled = True
+        else:
+            self.ui.applyButton.text = "Restore"
+            hasInput = self.ui.inputSelector.currentNode() is not None
+            self.ui.applyButton.enabled = hasInput
+            self.ui.applyButton.toolTip = (
+                "Restore the input volume into a new volume." if hasInput else "Select an input volume first."
+            )
+
+    def onApplyButton(self):
+        if self.running:
+            self.cancelJob()
+            return
+        with slicer.util.tryWithErrorDisplay("Restoration could not start.", waitCursor=True):
+            if not self.logic.ensure_dependencies():
+                self.appendLog("Restoration needs torch and monai_tat; installation was declined.")
+                return
+            self.ui.logTextEdit.clear()
+            self.ui.progressBar.maximum = 0  # busy indicator until the first slice is done
+            self.ui.statusLabel.text = "Starting (loading torch and the model)..."
+            self.job = self.logic.process(
+                self.ui.inputSelector.currentNode(),
+                self.ui.outputSelector.currentNode(),
+                self.ui.taskComboBox.currentText,
+                self.selectedModel(),
+                self.ui.deviceComboBox.currentText,
+                wait=False,
+                batch_size=self.ui.batchSizeSpinBox.value,
+                progress_callback=self.onProgress,
+                log_callback=self.appendLog,
+                finished_callback=self.onFinished,
+            )
+        self.updateGUI()
+
+    def onProgress(self, done, total, secondsLeft):
+        self.ui.progressBar.maximum = max(total, 1)
+        self.ui.progressBar.value = done
+        if self.job is not None:
+            self.ui.statusLabel.text = self.job.progress.describe()
+
+    def appendLog(self, text):
+        self.ui.logTextEdit.appendPlainText(text)
+
+    def onFinished(self, job):
+        self.updateGUI()
+        if job.state == SUCCEEDED:
+            self.ui.statusLabel.text = f"Done in {job.elapsed_s:.0f} s: '{job.output_node.GetName()}'."
+            self.ui.progressBar.maximum = max(self.ui.progressBar.maximum, 1)
+            self.ui.progressBar.value = self.ui.progressBar.maximum
+            slicer.util.setSliceViewerLayers(background=job.output_node, fit=True)
+        else:
+            self.ui.statusLabel.text = job.error
+            self.ui.progressBar.maximum = 100
+            self.ui.progressBar.value = 0
+            if job.state != "cancelled":
+                slicer.util.errorDisplay(job.error, detailedText="\n".join(job.log))
+
+
+class MedicalRestoreTest(ScriptedLoadableModuleTest):
+    """Self-test in Slicer: a synthetic CT restored with a tiny TAT keeps its geometry.
+
+    Needs torch and monai_tat in Slicer's Python (the module offers to install them).
+    """
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+        self.workdir = tempfile.mkdtemp(prefix="MedicalRestoreTest-")
+
+    def tearDown(self):
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def runTest(self):
+        for test in (self.test_restore_keeps_geometry, self.test_cancel_leaves_no_output, self.test_clear_errors):
+            self.setUp()
+            try:
+                test()
+            finally:
+                self.tearDown()
+
+    def _checkpoint(self):
+        missing = MedicalRestoreLogic().missing_dependencies()
+        if missing:
+            self.skipTest(f"MedicalRestore self-test needs {', '.join(missing)}; open the module to install them.")
+        return testing.save_tiny_checkpoint(os.path.join(self.workdir, "tiny_tat.pt"))
+
+    def test_restore_keeps_geometry(self):
+        self.delayDisplay("Restoring a synthetic CT with a tiny TAT")
+        checkpoint = self._checkpoint()
+        inputNode = testing.add_synthetic_ct(slicer.mrmlScene)
+        before = slicer.util.arrayFromVolume(inputNode).copy()
+        logic = MedicalRestoreLogic()
+        job = logic.process(inputNode, None, "CT", checkpoint, "cpu", wait=True)
+        output = job.output_node
+        self.assertEqual(output.GetName(), "SyntheticCT restored")
+        self.assertEqual(output.GetImageData().GetDimensions(), inputNode.GetImageData().GetDimensions())
+        self.assertEqual(output.GetSpacing(), inputNode.GetSpacing())
+        self.assertEqual(output.GetOrigin(), inputNode.GetOrigin())
+        self.assertTrue((volumes.ijk_to_ras(output) == volumes.ijk_to_ras(inputNode)).all())
+        self.assertTrue((slicer.util.arrayFromVolume(inputNode) == before).all())
+        self.delayDisplay("Geometry kept, input untouched")
+
+    def test_cancel_leaves_no_output(self):
+        self.delayDisplay("Cancelling a restoration")
+        checkpoint = self._checkpoint()
+        inputNode = testing.add_synthetic_ct(slicer.mrmlScene)
+        volumesBefore = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+        job = MedicalRestoreLogic().process(inputNode, None, "ct", checkpoint, "cpu", wait=False)
+        job.cancel()
+        job.wait()
+        self.assertEqual(job.state, "cancelled")
+        self.assertIsNone(job.output_node)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode"), volumesBefore)
+        self.delayDisplay("No output after Cancel")
+
+    def test_clear_errors(self):
+        self.delayDisplay("Checking error messages")
+        logic = MedicalRestoreLogic()
+        with self.assertRaisesRegex(RestoreInputError, "No input volume"):
+            logic.process(None, None, "ct", "tat", "cpu")
+        inputNode = testing.add_synthetic_ct(slicer.mrmlScene)
+        with self.assertRaisesRegex(RestoreInputError, "Unknown task"):
+            logic.process(inputNode, None, "ultrasound", "tat", "cpu")
+        flat = testing.add_synthetic_ct(slicer.mrmlScene, name="OneSlice", shape_kji=(1, 32, 32))
+        with self.assertRaisesRegex(RestoreInputError, "2D"):
+            logic.process(flat, None, "ct", "tat", "cpu")
+        self.delayDisplay("Errors are clear")

@@ -1,0 +1,275 @@
+"""Restore a volume node with monai_tat in a background process, without the GUI.
+
+:class:`RestoreLogic` needs MRML only: it works in Slicer (where the module's logic class adds a
+Qt timer and PythonSlicer) and with the ``slicer-core`` package in plain Python (tests, scripts).
+
+Data flow: the input node is written to a temporary NRRD by MRML's storage node; a background
+process runs :mod:`MedicalRestoreLib.restore_volume_script` on it (``monai_tat.inference`` does
+the work) and writes the result next to it; when, and only when, the process succeeded, the result
+is read back into the output node, which takes the input's exact geometry. The input node is only
+read.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import Callable, Dict, List, Optional
+
+from MedicalRestoreLib import dependencies, restore_volume_script, volumes
+from MedicalRestoreLib.background import BackgroundProcess
+from MedicalRestoreLib.errors import RestoreInputError
+from MedicalRestoreLib.job import LogCallback, ProgressCallback, RestoreJob
+
+TASKS = ("auto", "ct", "pet", "mri")
+TASK_NAMES = {"auto": "auto", "ct": "ct", "pet": "pet", "pt": "pet", "mri": "mri", "mr": "mri"}
+NAMED_MODELS = ("tat", "amir")
+OUTPUT_SUFFIX = " restored"
+
+
+def normalize_task(task: Optional[str]) -> str:
+    """``"Auto"``, ``"CT"``, ``"PET"``, ``"MRI"`` (any case, or PT / MR) -> auto / ct / pet / mri."""
+    key = (task or "auto").strip().lower()
+    if key not in TASK_NAMES:
+        raise RestoreInputError(f"Unknown task '{task}': choose Auto, CT, PET or MRI.")
+    return TASK_NAMES[key]
+
+
+def normalize_model(model: Optional[str]) -> str:
+    """``"TAT"`` / ``"AMIR"`` -> tat / amir; anything else must be an existing bundle folder or file."""
+    text = (model or "").strip()
+    if not text:
+        raise RestoreInputError("No model chosen: choose TAT, AMIR, or a bundle directory / checkpoint file.")
+    if text.lower() in NAMED_MODELS:
+        return text.lower()
+    path = os.path.abspath(os.path.expanduser(text))
+    if not os.path.exists(path):
+        raise RestoreInputError(
+            f"Model not found: {text}: choose TAT, AMIR, or an existing bundle directory / checkpoint file."
+        )
+    return path
+
+
+def normalize_device(device: Optional[object]) -> str:
+    """auto, cpu, cuda, cuda:N, mps; a GPU id (``0`` or ``"1"``) means ``cuda:N``."""
+    text = str("auto" if device is None else device).strip().lower()
+    if text in ("", "auto"):
+        return "auto"
+    if text in ("cpu", "cuda", "mps"):
+        return text
+    if text == "gpu":
+        return "cuda"
+    index = text.split(":", 1)[1] if text.startswith(("cuda:", "gpu:")) else text
+    if index.isdigit():
+        return f"cuda:{int(index)}"
+    raise RestoreInputError(f"Unknown device '{device}': choose auto, cpu, or a GPU id such as 0 or cuda:1.")
+
+
+def normalize_batch_size(batch_size: Optional[int]) -> Optional[int]:
+    """None or 0 means automatic; otherwise a positive number of slices per batch."""
+    if batch_size in (None, 0):
+        return None
+    if not isinstance(batch_size, int) or batch_size < 0:
+        raise RestoreInputError(f"Batch size must be a positive whole number (0 = automatic), got {batch_size!r}.")
+    return batch_size
+
+
+class RestoreLogic:
+    """Restores scalar volume nodes with TAT / AMIR through ``monai_tat`` in a background process.
+
+    Args:
+        python_executable: Python that runs the background script (default: this one; Slicer's
+            module logic passes PythonSlicer).
+        script_path: the background script (default: the one in this package).
+        env: environment of the background process (default: this process's).
+    """
+
+    def __init__(
+        self,
+        python_executable: Optional[str] = None,
+        script_path: Optional[str] = None,
+        env: Optional[Dict[str, str]] = None,
+    ):
+        self.python_executable = python_executable or sys.executable
+        self.script_path = script_path or os.path.abspath(restore_volume_script.__file__)
+        self.env = env
+
+    # -- checks -----------------------------------------------------------------------------
+
+    @staticmethod
+    def missing_dependencies() -> List[str]:
+        """Import names of required packages (torch, monai_tat) that are not installed."""
+        return dependencies.missing_modules()
+
+    @staticmethod
+    def resolve_task(input_node, task: Optional[str]) -> Optional[str]:
+        """The task to restore ``input_node`` for: ct / pet / mri, or None to let monai_tat decide.
+
+        Automatic uses the DICOM modality when Slicer recorded it; an explicit task that
+        contradicts the recorded modality is refused.
+        """
+        task = normalize_task(task)
+        recorded = volumes.modality_task(input_node)
+        if task == "auto":
+            return recorded
+        if recorded is not None and recorded != task:
+            raise RestoreInputError(
+                f"Task {task.upper()} does not match '{input_node.GetName()}', whose DICOM modality says "
+                f"{recorded.upper()}: choose {recorded.upper()} or Auto."
+            )
+        return task
+
+    @staticmethod
+    def default_output_name(input_node) -> str:
+        """``"<input> restored"``."""
+        return f"{input_node.GetName()}{OUTPUT_SUFFIX}"
+
+    # -- running ----------------------------------------------------------------------------
+
+    def process(
+        self,
+        inputNode,
+        outputNode=None,
+        task: Optional[str] = "auto",
+        model: Optional[str] = "tat",
+        device: Optional[object] = "auto",
+        wait: bool = True,
+        batch_size: Optional[int] = None,
+        progress_callback: Optional[ProgressCallback] = None,
+        log_callback: Optional[LogCallback] = None,
+        finished_callback: Optional[Callable[[RestoreJob], None]] = None,
+    ) -> RestoreJob:
+        """Restore ``inputNode`` into ``outputNode`` (a new "<input> restored" node when None).
+
+        Args:
+            inputNode: a 3D ``vtkMRMLScalarVolumeNode`` in a scene; only read.
+            outputNode: scalar volume node to fill, or None to create one when the result is in.
+                It is changed only once the restoration succeeded.
+            task: auto / ct / pet / mri (any case).
+            model: tat, amir, a bundle directory or a checkpoint file.
+            device: auto, cpu, a GPU id (0, 1, ...) or cuda:N.
+            wait: block until the result is in the scene (True), or return at once (False) and
+                let the caller call ``job.poll()`` from the scene's thread (Slicer: a QTimer).
+            batch_size: slices per batch, None / 0 for automatic.
+            progress_callback: ``(done, total, seconds_left)`` after each batch of slices.
+            log_callback: each log line of the background process.
+            finished_callback: the job, once it succeeded, failed or was cancelled.
+
+        Returns:
+            The :class:`RestoreJob`; ``job.output_node`` is the restored volume once it succeeded.
+
+        Raises:
+            RestoreInputError: before anything starts, for a missing / 2D / 4D / non-scalar input,
+                an unknown task, model or device, or missing packages; with ``wait=True`` also
+                when the background process refused the input (e.g. a checkpoint of another
+                architecture).
+            RestoreError: with ``wait=True``, when the restoration failed otherwise.
+        """
+        volumes.check_input_volume(inputNode)
+        scene = inputNode.GetScene()
+        if scene is None:
+            raise RestoreInputError(f"'{inputNode.GetName()}' is not in a scene: add it to the scene first.")
+        if outputNode is not None:
+            if outputNode is inputNode:
+                raise RestoreInputError(
+                    "The output volume is the input volume; the input is never overwritten: "
+                    "choose another output volume or create a new one."
+                )
+            if not outputNode.IsA("vtkMRMLScalarVolumeNode") or outputNode.IsA("vtkMRMLLabelMapVolumeNode"):
+                raise RestoreInputError(
+                    f"Output '{outputNode.GetName()}' is a {outputNode.GetClassName()}: choose a scalar volume."
+                )
+        resolved_task = self.resolve_task(inputNode, task)
+        model_spec = normalize_model(model)
+        device_name = normalize_device(device)
+        batch = normalize_batch_size(batch_size)
+        missing = self.missing_dependencies()
+        if missing:
+            raise RestoreInputError(
+                f"Missing Python packages: {', '.join(missing)}; install them (the module offers to on "
+                "Restore) and try again."
+            )
+
+        workdir = tempfile.mkdtemp(prefix="MedicalRestore-")
+        input_path = os.path.join(workdir, "input.nrrd")
+        output_path = os.path.join(workdir, "restored.nrrd")
+        try:
+            volumes.write_volume_file(inputNode, input_path)
+            command = self.build_command(input_path, output_path, resolved_task or "auto", model_spec, device_name, batch)
+            background = BackgroundProcess(command, env=self.env, cwd=workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+        output_name = self.default_output_name(inputNode)
+
+        def deliver(path: str, final_task: Optional[str]):
+            return self._deliver(path, inputNode, outputNode, output_name, final_task)
+
+        job = RestoreJob(
+            background,
+            workdir,
+            output_path,
+            deliver,
+            task=resolved_task,
+            progress_callback=progress_callback,
+            log_callback=log_callback,
+            finished_callback=finished_callback,
+        )
+        job.add_log("Command: " + " ".join(command))
+        if wait:
+            try:
+                job.wait()
+            except BaseException:  # e.g. Ctrl+C in a console: leave no process behind
+                job.cancel()
+                raise
+            job.raise_for_state()
+        else:
+            self.start_polling(job)
+        return job
+
+    def build_command(
+        self,
+        input_path: str,
+        output_path: str,
+        task: str,
+        model: str,
+        device: str,
+        batch_size: Optional[int] = None,
+    ) -> List[str]:
+        """The background process's command line."""
+        command = [
+            self.python_executable,
+            self.script_path,
+            "--input",
+            input_path,
+            "--output",
+            output_path,
+            "--task",
+            task,
+            "--model",
+            model,
+            "--device",
+            device,
+        ]
+        if batch_size is not None:
+            command += ["--batch-size", str(batch_size)]
+        return command
+
+    def start_polling(self, job: RestoreJob) -> None:
+        """Arrange for ``job.poll()`` to be called regularly; here the caller does (Slicer: a QTimer)."""
+
+    def _deliver(self, result_path: str, input_node, output_node, output_name: str, task: Optional[str]):
+        """Read the finished result into the output node (created now when there is none)."""
+        scene = input_node.GetScene()
+        if scene is None:
+            raise RestoreInputError("The input volume was removed from the scene while it was being restored.")
+        result = volumes.read_volume_file(result_path)
+        if output_node is None or output_node.GetScene() is None:
+            output_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(output_name))
+            volumes.place_beside(output_node, input_node)
+        volumes.fill_output_volume(output_node, result, input_node)
+        volumes.apply_task_display(output_node, task, reference=input_node)
+        return output_node

@@ -1,0 +1,115 @@
+"""RestoreJob: parsing the background process's lines and ending it, with a scripted stand-in process."""
+
+from __future__ import annotations
+
+import pytest
+
+from MedicalRestoreLib import CANCELLED, FAILED, SUCCEEDED, RestoreError, RestoreInputError
+from MedicalRestoreLib.background import OutputLine
+from MedicalRestoreLib.job import RestoreJob
+
+
+class ScriptedProcess:
+    """Hands out prepared output in chunks, then exits with ``returncode``."""
+
+    def __init__(self, chunks, returncode):
+        self.chunks = [[OutputLine(float(i), text) for text in chunk] for i, chunk in enumerate(chunks)]
+        self.final_code = returncode
+        self.killed = False
+
+    def read_lines(self):
+        return self.chunks.pop(0) if self.chunks else []
+
+    @property
+    def returncode(self):
+        if self.killed:
+            return -15
+        return self.final_code if not self.chunks else None
+
+    def finished(self):
+        return self.killed or not self.chunks
+
+    def kill(self):
+        self.killed = True
+
+
+def make_job(tmp_path, chunks, returncode, **callbacks):
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    delivered = []
+
+    def deliver(path, task):
+        delivered.append((path, task))
+        return "output node"
+
+    job = RestoreJob(ScriptedProcess(chunks, returncode), str(workdir), str(workdir / "out.nrrd"), deliver, **callbacks)
+    return job, delivered, workdir
+
+
+def test_success_delivers_once_after_the_process_ended(tmp_path):
+    progress, logs, finished = [], [], []
+    job, delivered, workdir = make_job(
+        tmp_path,
+        [["STATUS reading", "TASK pet", "PROGRESS 0 3"], ["some warning", "PROGRESS 3 3", "DONE out.nrrd"]],
+        0,
+        progress_callback=lambda done, total, left: progress.append((done, total)),
+        log_callback=logs.append,
+        finished_callback=finished.append,
+    )
+    assert job.poll() is True and delivered == []  # process still running: nothing delivered yet
+    assert job.status == "reading" and job.task == "pet"
+    assert job.poll() is False  # the last lines, then the end
+    assert job.state == SUCCEEDED and job.output_node == "output node"
+    assert delivered == [(str(workdir / "out.nrrd"), "pet")]
+    assert progress == [(0, 3), (3, 3)]
+    assert "some warning" in logs and "Reading" in logs
+    assert finished == [job]
+    assert not workdir.exists()
+    job.raise_for_state()  # no error to raise
+    assert job.poll() is False and len(delivered) == 1
+
+
+def test_user_error_from_the_script_fails_without_delivery(tmp_path):
+    job, delivered, workdir = make_job(tmp_path, [["ERROR checkpoint holds AMIR weights, not TAT"]], 2)
+    assert job.wait(timeout_s=5) == FAILED
+    assert delivered == []
+    assert job.user_error and "checkpoint holds AMIR weights" in job.error
+    with pytest.raises(RestoreInputError, match="Restoration failed: checkpoint holds AMIR"):
+        job.raise_for_state()
+    assert not workdir.exists()
+
+
+def test_crash_without_error_line_names_the_exit_status(tmp_path):
+    job, delivered, _ = make_job(tmp_path, [["Traceback (most recent call last):", "Segmentation fault"]], 139)
+    job.wait(timeout_s=5)
+    assert job.state == FAILED and not job.user_error
+    with pytest.raises(RestoreError, match="exited with status 139"):
+        job.raise_for_state()
+    assert delivered == []
+
+
+def test_failed_delivery_fails_the_job(tmp_path):
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+
+    def deliver(path, task):
+        raise RestoreError("The restored volume does not lie on the input's voxel grid")
+
+    job = RestoreJob(ScriptedProcess([["DONE x"]], 0), str(workdir), str(workdir / "out.nrrd"), deliver)
+    job.wait(timeout_s=5)
+    assert job.state == FAILED and "voxel grid" in job.error and job.output_node is None
+
+
+def test_cancel_from_a_progress_callback_stops_everything(tmp_path):
+    jobs = []
+    job, delivered, workdir = make_job(
+        tmp_path,
+        [["PROGRESS 1 8", "PROGRESS 2 8"], ["PROGRESS 8 8", "DONE out.nrrd"]],
+        0,
+        progress_callback=lambda done, total, left: jobs[0].cancel(),
+    )
+    jobs.append(job)
+    assert job.poll() is False
+    assert job.state == CANCELLED and job.process.killed
+    assert job.progress.done == 1  # lines after the cancel are not handled
+    assert delivered == [] and not workdir.exists()
