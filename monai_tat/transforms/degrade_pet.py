@@ -23,18 +23,17 @@ square) is reconstructed, so no activity is cut at the corners.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
-from monai.transforms import MapTransform, Randomizable, Transform
+from monai.transforms import Randomizable, Transform
 from monai.utils import TransformBackends
 from scipy.ndimage import gaussian_filter
 from skimage.transform import iradon, radon
 
 from monai_tat.errors import UserInputError
 from monai_tat.transforms._radon import angles, crop_from_square, inscribed_circle, pad_to_square
+from monai_tat.transforms._random_dict import RandomSimulatorDict
 from monai_tat.transforms._slicewise import apply_slicewise
 
 __all__ = ["LowCountPET", "LowCountPETd"]
@@ -161,28 +160,8 @@ class LowCountPET(Randomizable, Transform):
         return x
 
 
-class LowCountPETd(Randomizable, MapTransform):
+class LowCountPETd(RandomSimulatorDict):
     """Dictionary version of :class:`LowCountPET` (same arguments after ``keys``; independent noise per key)."""
 
+    simulator_class = LowCountPET
     backend = LowCountPET.backend
-
-    def __init__(self, keys: KeysCollection, *args, allow_missing_keys: bool = False, **kwargs) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        seed = kwargs.pop("seed", None)
-        self.simulator = LowCountPET(*args, **kwargs)
-        if seed is not None:
-            self.set_random_state(seed)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> LowCountPETd:
-        super().set_random_state(seed, state)
-        self.simulator.set_random_state(seed, state)
-        return self
-
-    def randomize(self, data: object = None) -> None:
-        self.simulator.randomize()
-
-    def __call__(self, data: Mapping[Hashable, np.ndarray | torch.Tensor]) -> dict:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            d[key] = self.simulator(d[key], randomize=True)
-        return d

@@ -1,0 +1,89 @@
+"""Demo sample volumes made in code: one phantom volume per task and its simulated low-quality partner.
+
+Used by ``monai-tat demo``; nothing is downloaded and no file is shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+from monai_tat.demo.phantoms import phantom_volume
+
+__all__ = ["DEMO_SIMULATION", "Sample", "sample_shape", "make_sample"]
+
+#: Region, in-plane pixel size (mm), slice spacing (mm) and degradation of each task's sample.
+DEMO_SIMULATION: dict[str, dict] = {
+    # quarter dose; the fluence (at the default 192 matrix, scaled with the matrix area, see
+    # make_sample) is inside the range the demo weights were trained on
+    "ct": {"region": "abdomen", "pixel_mm": 1.2, "slice_mm": 3.0,
+           "degradation": {"dose_fraction": 0.25, "incident_photons_per_mm2": 6.0e4}},
+    # dose reduction factor 12 as the papers (list-mode decimation)
+    "pet": {"region": "thorax", "pixel_mm": 3.5, "slice_mm": 3.5,
+            "degradation": {"dose_reduction_factor": 12.0}},
+    # 4x k-space truncation per in-plane axis as the papers' IXI preparation
+    "mri": {"region": "head", "pixel_mm": 1.0, "slice_mm": 3.0, "degradation": {"factor": 4.0}},
+}
+
+
+@dataclass
+class Sample:
+    """A demo case: ``reference`` and ``low_quality`` volumes ``(H, W, D)`` in physical units with a RAS affine."""
+
+    task: str
+    reference: MetaTensor
+    low_quality: MetaTensor
+    description: str
+
+
+def sample_shape(task: str, size: int, slices: int) -> tuple[int, int, int]:
+    """Volume shape of ``task`` for an in-plane ``size`` (PET uses 2/3 of it: coarser pixels), multiple of 8."""
+    n = size * 2 // 3 if task == "pet" else size
+    return max(32, n // 8 * 8), max(32, n // 8 * 8), max(1, slices)
+
+
+def _affine(pixel_mm: float, slice_mm: float) -> torch.Tensor:
+    """RAS affine of a DICOM-like (LPS) voxel order: i to the patient's left, j posterior, k superior."""
+    return torch.diag(torch.tensor([-pixel_mm, -pixel_mm, slice_mm, 1.0], dtype=torch.float64))
+
+
+def make_sample(task: str, size: int = 192, slices: int = 6, seed: int = 2024) -> Sample:
+    """Build the phantom volume of ``task`` and degrade it with the package's simulator.
+
+    Args:
+        task: "ct", "pet" or "mri".
+        size: in-plane matrix of CT and MRI (PET: 2/3 of it).
+        slices: number of axial slices (last axis).
+        seed: phantom and noise seed.
+    """
+    from monai_tat.transforms import simulator_for_task
+
+    cfg = DEMO_SIMULATION[task]
+    shape = sample_shape(task, size, slices)
+    rng = np.random.default_rng([seed, ("ct", "pet", "mri").index(task)])
+    z_extent = min(0.5, 0.06 * shape[2])
+    # phantom rows run anterior -> posterior: they become the j axis (voxel order i, j, k)
+    hq = phantom_volume(rng, task, shape, region=cfg["region"], pixel_mm=cfg["pixel_mm"], z_extent=z_extent)
+    hq = np.ascontiguousarray(hq.transpose(1, 0, 2))
+    affine = _affine(cfg["pixel_mm"], cfg["slice_mm"])
+    kwargs = dict(cfg["degradation"])
+    if task == "ct":
+        kwargs["pixel_spacing_mm"] = cfg["pixel_mm"]
+        # A smaller matrix is a smaller, less attenuating phantom with less noise; scale the
+        # simulated scanner's fluence so the quarter-dose noise stays near clinical (~15-25 HU).
+        kwargs["incident_photons_per_mm2"] *= (shape[0] / 192) ** 2
+    simulator = simulator_for_task(task, seed=seed, **kwargs)
+    lq = np.asarray(simulator(hq[None]))[0]  # channel-first, slices along the last axis
+    modality = {"ct": "CT", "pet": "PT", "mri": "MR"}[task]
+    units = {"ct": "HU", "pet": "SUV", "mri": "a.u. (0-4095)"}[task]
+
+    def wrap(x: np.ndarray) -> MetaTensor:
+        return MetaTensor(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), affine=affine.clone(),
+                          meta={"modality": modality, "units": units})
+
+    params = ", ".join(f"{k}={v:g}" for k, v in cfg["degradation"].items())
+    description = f"{cfg['region']} phantom {shape[0]}x{shape[1]}x{shape[2]}, {params}"
+    return Sample(task, wrap(hq), wrap(lq), description)
