@@ -42,7 +42,13 @@ def dicom_series_files(path: Path) -> list[str]:
     """
     reader = sitk.ImageSeriesReader
     folder = path if path.is_dir() else path.parent
-    series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    try:
+        series_ids = reader.GetGDCMSeriesIDs(str(folder))
+    except RuntimeError as err:
+        # GDCM gives up on a whole folder when any file in it is malformed.
+        if path.is_file():
+            return [str(path)]  # the file the user named is still readable by itself
+        raise UserInputError(f"cannot scan the DICOM files in {folder} ({str(err).strip().splitlines()[-1]})") from err
     if path.is_file():
         uid = str(read_dicom_header(path).get("SeriesInstanceUID", ""))
         if uid not in series_ids:
