@@ -8,6 +8,7 @@ Usage::
 
     python -m monai_tat.benchmarks.volume_speed                       # CPU or the GPU, both models
     python -m monai_tat.benchmarks.volume_speed --device cuda --amp bf16 --batch-size 8
+    python -m monai_tat.benchmarks.volume_speed --demo                # the shipped demo models
     python -m monai_tat.benchmarks.volume_speed --size 64 64 2 --tiny   # a smoke run
 """
 
@@ -45,8 +46,13 @@ def ct_like_volume(shape: Sequence[int], seed: int = 0) -> MetaTensor:
     return MetaTensor(torch.from_numpy(volume.astype(np.float32)), affine=affine, meta={"modality": "CT"})
 
 
-def build(name: str, tiny: bool = False) -> nn.Module:
-    """The paper-size network ``name`` (TAT or AMIR), or a tiny one for smoke runs, in eval mode."""
+def build(name: str, tiny: bool = False, demo: bool = False) -> nn.Module:
+    """The paper-size network ``name`` (TAT or AMIR), the shipped demo model, or a tiny one for smoke
+    runs, in eval mode."""
+    if demo:
+        from monai_tat.inference import load_model
+
+        return load_model(name.lower())
     from monai_tat.networks import build_network
 
     return build_network(name, **(TINY[name] if tiny else {})).eval()
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="tiny networks (smoke test of the script)")
+    parser.add_argument("--demo", action="store_true", help="the shipped demo models instead of the paper sizes")
     args = parser.parse_args(argv)
 
     device = resolve_device(args.device)
@@ -93,10 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"volume {tuple(args.size)} (axial K={args.size[2]} slices), device {device} ({where}), batch {batch}, "
           f"amp {args.amp}, torch {torch.__version__}")
     for name in args.models:
-        network = build(name, tiny=args.tiny)
+        network = build(name, tiny=args.tiny, demo=args.demo)
         times = time_restoration(volume, network, device, batch, args.amp, args.repeats)
         best = min(times)
-        print(f"{name:5s} {'(tiny)' if args.tiny else '':6s} {best:10.2f} s/volume  {args.size[2] / best:8.2f} slices/s"
+        label = "(tiny)" if args.tiny else "(demo)" if args.demo else "(paper)"
+        print(f"{name:5s} {label:7s} {best:10.2f} s/volume  {args.size[2] / best:8.2f} slices/s"
               f"  (runs: {', '.join(f'{t:.2f}' for t in times)})")
     return 0
 

@@ -37,13 +37,13 @@ import math
 
 import numpy as np
 import torch
-from monai.transforms import Randomizable, Transform
+from monai.transforms import Transform
 from monai.utils import TransformBackends
 from skimage.transform import iradon, radon
 
 from monai_tat.errors import UserInputError
 from monai_tat.transforms._radon import angles, crop_from_square, inscribed_circle, pad_to_square
-from monai_tat.transforms._random_dict import RandomSimulatorDict
+from monai_tat.transforms._random import RandomSimulatorDict, SeededNoise
 from monai_tat.transforms._slicewise import apply_slicewise, in_plane_spacing
 
 __all__ = ["LowDoseCT", "LowDoseCTd"]
@@ -51,7 +51,7 @@ __all__ = ["LowDoseCT", "LowDoseCTd"]
 _DEFAULT_SPACING_MM = 0.7  # typical body CT pixel (350 mm field of view, 512 matrix)
 
 
-class LowDoseCT(Randomizable, Transform):
+class LowDoseCT(SeededNoise, Transform):
     """Simulate a reduced-dose CT scan from a full-dose HU image (see the module docstring).
 
     Args:
@@ -115,14 +115,8 @@ class LowDoseCT(Randomizable, Transform):
         if seed is not None:
             self.set_random_state(seed)
 
-    def randomize(self, data: object = None) -> None:
-        """Draw the seed of the next call's noise from the transform's random state."""
-        self._seed = int(self.R.randint(0, 2**31 - 1))
-
     def __call__(self, img: np.ndarray | torch.Tensor, randomize: bool = True) -> np.ndarray | torch.Tensor:
-        if randomize:
-            self.randomize()
-        rng = np.random.default_rng(self._seed)
+        rng = self.noise_generator(randomize)
         spacing = self.pixel_spacing_mm or in_plane_spacing(img, _DEFAULT_SPACING_MM)
         fraction, sigma_e = self._noise_model()
         return apply_slicewise(img, lambda s: self._slice(s, spacing, fraction, sigma_e, rng), type(self).__name__)

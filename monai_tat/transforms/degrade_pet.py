@@ -26,14 +26,14 @@ import math
 
 import numpy as np
 import torch
-from monai.transforms import Randomizable, Transform
+from monai.transforms import Transform
 from monai.utils import TransformBackends
 from scipy.ndimage import gaussian_filter
 from skimage.transform import iradon, radon
 
 from monai_tat.errors import UserInputError
 from monai_tat.transforms._radon import angles, crop_from_square, inscribed_circle, pad_to_square
-from monai_tat.transforms._random_dict import RandomSimulatorDict
+from monai_tat.transforms._random import RandomSimulatorDict, SeededNoise
 from monai_tat.transforms._slicewise import apply_slicewise
 
 __all__ = ["LowCountPET", "LowCountPETd"]
@@ -41,7 +41,7 @@ __all__ = ["LowCountPET", "LowCountPETd"]
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
-class LowCountPET(Randomizable, Transform):
+class LowCountPET(SeededNoise, Transform):
     """Simulate a reduced-dose (low-count) PET reconstruction from a full-dose SUV image.
 
     Args:
@@ -92,14 +92,8 @@ class LowCountPET(Randomizable, Transform):
         if seed is not None:
             self.set_random_state(seed)
 
-    def randomize(self, data: object = None) -> None:
-        """Draw the seed of the next call's noise from the transform's random state."""
-        self._seed = int(self.R.randint(0, 2**31 - 1))
-
     def __call__(self, img: np.ndarray | torch.Tensor, randomize: bool = True) -> np.ndarray | torch.Tensor:
-        if randomize:
-            self.randomize()
-        rng = np.random.default_rng(self._seed)
+        rng = self.noise_generator(randomize)
         return apply_slicewise(img, lambda s: self._slice(s, rng), type(self).__name__)
 
     # -- physics ---------------------------------------------------------------------------------

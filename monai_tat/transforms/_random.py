@@ -1,4 +1,4 @@
-"""The dictionary form shared by the random degradation simulators (LowDoseCTd, LowCountPETd)."""
+"""Randomness shared by the noise simulators (LowDoseCT, LowCountPET) and their dictionary forms."""
 
 from __future__ import annotations
 
@@ -9,6 +9,23 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
+
+
+class SeededNoise(Randomizable):
+    """Each call draws one seed from the transform's random state and builds its noise generator
+    from it, so a call is reproducible from ``set_random_state`` alone."""
+
+    _seed: int = 0
+
+    def randomize(self, data: object = None) -> None:
+        """Draw the seed of the next call's noise from the transform's random state."""
+        self._seed = int(self.R.randint(0, 2**31 - 1))
+
+    def noise_generator(self, randomize: bool) -> np.random.Generator:
+        """The generator for this call (a fresh seed first when ``randomize``)."""
+        if randomize:
+            self.randomize()
+        return np.random.default_rng(self._seed)
 
 
 class RandomSimulatorDict(Randomizable, MapTransform):
