@@ -14,3 +14,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def _seeded() -> None:
     """Every test starts from the same random state."""
     torch.manual_seed(0)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `python -m pytest -m "not slow"` is the quick loop; CI runs everything.
+    config.addinivalue_line("markers", "slow: bundle runs, torchrun, full-size parity and other long tests")

@@ -1,0 +1,155 @@
+"""The one registry of restoration tasks: every number and name that differs between CT, PET and MRI.
+
+Everyone reads it: the intensity transforms (model range), the simulators, the inference engine,
+the metrics (evaluation window), DICOM reading (modality codes, units), the paired-data builder
+(slice selection), the CLI, the demo and the Slicer module (display windows). Adding a task (say
+sparse-view CT) means one new :class:`TaskSpec` here plus its simulator class in
+``monai_tat.transforms``.
+
+This module holds plain data only (numbers and names, no transforms), so that every layer of the
+package, the lowest included, can import it.
+
+Example::
+
+    from monai_tat.tasks import get_task
+    ct = get_task("ct")
+    ct.eval_window        # (-160.0, 240.0) HU, the papers' abdomen window W400 / L40
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Optional
+
+from monai_tat.errors import UserInputError
+
+__all__ = ["TaskSpec", "TASK_SPECS", "TASKS", "get_task", "check_task", "task_for_modality", "task_for_units"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the package needs to know about one restoration task.
+
+    Attributes:
+        name: short key used everywhere (``"ct"``); datalists carry it in their ``task`` field.
+        title: human-readable name of the restoration.
+        units: physical units of the images (``"HU"``, ``"SUV"``, ``"a.u."``).
+        modality_codes: DICOM Modality (0008,0060) values that mean this task; the first is the one
+            the package writes.
+        model_range: physical values mapped linearly to the networks' [0, 1] input range, or None
+            when the range comes from each volume's percentiles (MRI). A fixed range also means
+            that input voxels outside it are clipped for the network and kept in the output.
+        model_percentiles: per-volume percentiles mapped to [0, 1] when ``model_range`` is None.
+        eval_window: the papers' evaluation window in physical units (prediction and label are
+            clipped to it before PSNR / SSIM / RMSE).
+        display_window: a fixed display window in physical units (previews, Slicer); None means
+            the image's own 0.5 / 99.5 percentiles.
+        simulator: name of the degradation simulator class in ``monai_tat.transforms``.
+        simulator_defaults: the papers' degradation strength (keyword arguments of the simulator).
+        simulator_is_random: whether the simulator draws noise (takes a ``seed``).
+        central_slices: paired-data builder keeps only this many central slices (papers: MRI 100).
+        air_threshold: paired-data builder drops leading / trailing slices where fewer than 1 % of
+            the voxels exceed this value (papers: PET air-only slices, SUV).
+    """
+
+    name: str
+    title: str
+    units: str
+    modality_codes: tuple[str, ...]
+    model_range: Optional[tuple[float, float]]
+    eval_window: tuple[float, float]
+    display_window: Optional[tuple[float, float]]
+    simulator: str
+    simulator_defaults: Mapping[str, Any] = field(default_factory=dict)
+    simulator_is_random: bool = True
+    model_percentiles: tuple[float, float] = (0.5, 99.5)
+    central_slices: Optional[int] = None
+    air_threshold: Optional[float] = None
+
+    @property
+    def fixed_range(self) -> bool:
+        """True when the model range is a fixed physical window (input clipped, out-of-range voxels kept)."""
+        return self.model_range is not None
+
+    @property
+    def modality(self) -> str:
+        """The DICOM Modality value the package writes for this task."""
+        return self.modality_codes[0]
+
+
+_SPECS = (
+    TaskSpec(
+        name="ct",
+        title="low-dose CT denoising",
+        units="HU",
+        modality_codes=("CT",),
+        model_range=(-1024.0, 3072.0),
+        eval_window=(-160.0, 240.0),
+        display_window=(-160.0, 240.0),
+        simulator="LowDoseCT",
+        simulator_defaults=MappingProxyType({"dose_fraction": 0.25}),
+    ),
+    TaskSpec(
+        name="pet",
+        title="low-count PET synthesis",
+        units="SUV",
+        modality_codes=("PT", "PET"),
+        model_range=(0.0, 20.0),
+        eval_window=(0.0, 20.0),
+        display_window=(0.0, 10.0),
+        simulator="LowCountPET",
+        simulator_defaults=MappingProxyType({"dose_reduction_factor": 12.0}),
+        air_threshold=0.1,
+    ),
+    TaskSpec(
+        name="mri",
+        title="MRI 4x super-resolution",
+        units="a.u.",
+        modality_codes=("MR", "MRI"),
+        model_range=None,
+        eval_window=(0.0, 4095.0),
+        display_window=None,
+        simulator="KSpaceTruncation",
+        simulator_defaults=MappingProxyType({"factor": 4.0}),
+        simulator_is_random=False,
+        central_slices=100,
+    ),
+)
+
+#: Every task by name, in the papers' order.
+TASK_SPECS: Mapping[str, TaskSpec] = MappingProxyType({spec.name: spec for spec in _SPECS})
+#: The task names: ``("ct", "pet", "mri")``.
+TASKS: tuple[str, ...] = tuple(TASK_SPECS)
+
+
+def get_task(task: str) -> TaskSpec:
+    """The :class:`TaskSpec` of ``task`` (case-insensitive); :class:`UserInputError` for an unknown name."""
+    spec = TASK_SPECS.get(str(task).lower())
+    if spec is None:
+        raise UserInputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    return spec
+
+
+def check_task(task: str) -> str:
+    """``task`` lower-cased, or :class:`UserInputError` if it is not one of :data:`TASKS`."""
+    return get_task(task).name
+
+
+def task_for_modality(modality: str | None) -> str | None:
+    """The task of a DICOM Modality value (``"CT"``, ``"PT"``, ``"MR"`` ...), or None when no task has it."""
+    key = str(modality or "").strip().upper()
+    for spec in _SPECS:
+        if key in spec.modality_codes:
+            return spec.name
+    return None
+
+
+def task_for_units(units: str | None) -> str | None:
+    """The task whose images are in ``units`` (``"HU"`` -> ct, ``"SUV"`` -> pet), or None."""
+    key = str(units or "").strip().upper()
+    for spec in _SPECS:
+        if spec.fixed_range and key == spec.units.upper():
+            return spec.name
+    return None
