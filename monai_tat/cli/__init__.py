@@ -16,11 +16,15 @@ from typing import NoReturn
 
 from monai_tat import __version__
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import TASKS
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "EXIT_USER_ERROR", "EXIT_CANCELLED"]
 
 #: Subcommand modules in ``monai_tat.cli``, in help order; a module not (yet) present is skipped.
 SUBCOMMANDS = ("restore", "evaluate", "simulate", "demo")
+#: How a library error's ``setting`` is shown on the command line (default ``--<setting>``).
+OPTION_TEXT = {"model": "--model PATH", "task": f"--task {'|'.join(TASKS)}", "device": "--device cpu|cuda|auto",
+               "batch_size": "--batch-size N"}
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130  # the shell's convention for SIGINT
 
@@ -61,6 +65,9 @@ def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
         text = f"{err.filename}: {text}"
+    setting = getattr(err, "setting", None)
+    if setting:  # the library names the setting; the command line knows its option
+        text = f"{text} (option {OPTION_TEXT.get(setting, '--' + setting.replace('_', '-'))})"
     return text or type(err).__name__
 
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "run", "output_files", "DISPLAY_WINDOWS"]
+from monai_tat.tasks import TASKS, get_task
 
-TASK_NAMES = {"ct": "low-dose CT", "pet": "low-count PET", "mri": "MRI 4x super-resolution"}
-#: Display window per task: CT abdomen W400/L40 in HU; PET and MRI from the reference's 99.5th percentile.
-DISPLAY_WINDOWS = {"ct": (-160.0, 240.0), "pet": None, "mri": None}
+__all__ = ["register", "run", "output_files"]
+
 VOLUME_KINDS = ("low_quality", "restored", "reference")
 
 
@@ -34,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trained on simulated phantoms only: not for clinical use.",
     )
     p.add_argument("--out", default="monai_tat_demo", metavar="DIR", help="output folder (default ./monai_tat_demo)")
-    p.add_argument("--task", nargs="+", choices=("ct", "pet", "mri"), default=["ct", "pet", "mri"],
+    p.add_argument("--task", nargs="+", choices=TASKS, default=list(TASKS),
                    help="tasks to run (default all three)")
     p.add_argument("--model", default="tat", metavar="MODEL",
                    help="'tat' or 'amir' (shipped demo weights, default tat) or a checkpoint path")
@@ -53,7 +52,8 @@ def output_files(out: Path, task: str) -> list[Path]:
 
 
 def _window(task: str, reference: np.ndarray) -> tuple[float, float]:
-    fixed = DISPLAY_WINDOWS[task]
+    """The task's display window, else 0 to the reference's 99.5th percentile."""
+    fixed = get_task(task).display_window
     if fixed is not None:
         return fixed
     high = float(np.percentile(reference, 99.5))
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         for volume, path in zip((sample.low_quality, restored, sample.reference), paths[:3]):
             write_volume(volume, path, overwrite=args.overwrite)
         write_png(paths[3], task, low, rest, ref, args.overwrite)
-        print(f"{task}: {TASK_NAMES[task]}, {sample.description} ({time.time() - start:.1f} s) -> {paths[3]}")
+        print(f"{task}: {get_task(task).title}, {sample.description} ({time.time() - start:.1f} s) -> {paths[3]}")
     print(f"\n{'task':<5} {'input PSNR':>11} {'input SSIM':>11} {'restored PSNR':>14} {'restored SSIM':>14}")
     for task, p0, s0, p1, s1 in rows:
         print(f"{task:<5} {p0:>8.2f} dB {s0:>11.4f} {p1:>11.2f} dB {s1:>14.4f}")

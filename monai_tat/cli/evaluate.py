@@ -9,24 +9,19 @@ slices (mean difference, paired t-test).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import TASKS, get_task
 
 if TYPE_CHECKING:
-    import numpy as np
+    from monai_tat.metrics import SliceScores
 
-# Heavy imports (MONAI, SimpleITK) happen inside the functions so that `monai-tat --help` is fast.
-METRIC_NAMES = ("psnr", "ssim", "rmse")  # the order of monai_tat.metrics.METRIC_NAMES
+# Heavy imports (MONAI metrics, tqdm) happen inside the functions so that `monai-tat --help` is fast.
 
-__all__ = ["register", "run", "match_images", "IMAGE_SUFFIXES"]
-
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-_UNITS = {"ct": "HU", "pet": "SUV", "mri": "a.u."}
+__all__ = ["register", "run", "match_images"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,12 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="PSNR / SSIM / RMSE of restored images against references, as in the papers",
         description="Score restored images against references in physical units: both clipped to the task's "
-        "window (CT [-160, 240] HU, PET [0, 20] SUV, MRI [0, 4095]), data range from each reference slice, "
+        f"window ({_windows_text()}), data range from each reference slice, "
         "11x11 Gaussian SSIM with zero padding. Means are over all slices.",
     )
     p.add_argument("pred", help="restored image, or a folder of them")
     p.add_argument("ref", help="reference (high-quality) image, or a folder matched by name")
-    p.add_argument("--task", required=True, choices=("ct", "pet", "mri"), help="evaluation window")
+    p.add_argument("--task", required=True, choices=TASKS, help="evaluation window")
     p.add_argument("--baseline", default=None,
                    help="another method's images (file or folder) for a paired comparison with PRED")
     p.add_argument("--csv", default=None, help="write per-image rows and the mean to this CSV file")
@@ -51,15 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _image_suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+def _windows_text() -> str:
+    return ", ".join(f"{t.upper()} [{get_task(t).eval_window[0]:g}, {get_task(t).eval_window[1]:g}] {get_task(t).units}"
+                     for t in TASKS)
 
 
 def _list_images(folder: Path) -> dict[str, Path]:
+    from monai_tat.io.volume import IMAGE_SUFFIXES, image_suffix
+
     images = {}
     for path in sorted(folder.iterdir()):
-        suffix = _image_suffix(path)
+        suffix = image_suffix(path)
         if path.is_file() and suffix in IMAGE_SUFFIXES:
             images[path.name[: -len(suffix)]] = path
     return images
@@ -85,6 +82,8 @@ def match_images(pred: Path, ref: Path, baseline: Path | None = None) -> list[tu
     preds, refs = _list_images(pred), _list_images(ref)
     bases = _list_images(baseline) if baseline is not None else {}
     if not preds:
+        from monai_tat.io.volume import IMAGE_SUFFIXES
+
         raise UserInputError(f"{pred} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     for role, found in (("reference", refs), ("baseline", bases if baseline is not None else None)):
         if found is None:
@@ -96,31 +95,12 @@ def match_images(pred: Path, ref: Path, baseline: Path | None = None) -> list[tu
     return [(name, preds[name], refs[name], bases.get(name)) for name in preds]
 
 
-def _read_pair(pred_path: Path, ref_path: Path) -> tuple[np.ndarray, np.ndarray, object]:
-    from monai_tat.io import read_volume
-
-    pred, ref = read_volume(pred_path), read_volume(ref_path)
-    if tuple(pred.shape) != tuple(ref.shape):
-        raise UserInputError(f"{pred_path} has shape {tuple(pred.shape)} but {ref_path} has {tuple(ref.shape)}")
-    return pred.numpy(), ref.numpy(), ref.affine.numpy()
-
-
-def _score(pred_path: Path, ref_path: Path, task: str, axis: int | None) -> dict[str, np.ndarray]:
-    from monai_tat.io import axial_axis
-    from monai_tat.metrics import slice_metrics
-
-    pred, ref, affine = _read_pair(pred_path, ref_path)
-    if ref.ndim == 3 and axis is None:
-        axis = axial_axis(affine, 3)
-    return slice_metrics(pred, ref, task, axis=axis if axis is not None else -1)
-
-
 def run(args: argparse.Namespace) -> int:
     """Score every image, print the table (and the paired comparison), write the CSV."""
     from tqdm import tqdm
 
     from monai_tat.io import check_output_path
-    from monai_tat.metrics import summarize
+    from monai_tat.metrics import SliceScores, score_files
 
     pred, ref = Path(args.pred), Path(args.ref)
     baseline = Path(args.baseline) if args.baseline else None
@@ -128,34 +108,24 @@ def run(args: argparse.Namespace) -> int:
     if args.csv:
         check_output_path(args.csv, overwrite=args.overwrite, inputs=[p for p in (pred, ref, baseline) if p])
 
-    rows, pooled, pooled_base = [], {m: [] for m in METRIC_NAMES}, {m: [] for m in METRIC_NAMES}
+    scores = SliceScores()
     for name, pred_path, ref_path, base_path in tqdm(pairs, desc="evaluating", unit="image",
                                                       disable=args.quiet or len(pairs) == 1, file=sys.stderr):
-        values = _score(pred_path, ref_path, args.task, args.axis)
-        row = {"image": name, **summarize(values)}
-        for m in METRIC_NAMES:
-            pooled[m].extend(values[m].tolist())
-        if base_path is not None:
-            base_values = _score(base_path, ref_path, args.task, args.axis)
-            row.update({f"baseline_{k}": v for k, v in summarize(base_values).items() if k in METRIC_NAMES})
-            for m in METRIC_NAMES:
-                pooled_base[m].extend(base_values[m].tolist())
-        rows.append(row)
+        values = score_files(pred_path, ref_path, args.task, args.axis)
+        base_values = score_files(base_path, ref_path, args.task, args.axis) if base_path is not None else None
+        scores.add(name, values, base_values)
 
-    mean = {"image": "mean", **summarize(pooled)}
+    _print_table(scores.rows, scores.summary(), args.task)
     if baseline is not None:
-        mean.update({f"baseline_{k}": v for k, v in summarize(pooled_base).items() if k in METRIC_NAMES})
-    _print_table(rows, mean, args.task)
-    if baseline is not None:
-        _print_comparison(pooled, pooled_base, args.task)
+        _print_comparison(scores, args.task)
     if args.csv:
-        _write_csv(Path(args.csv), rows + [mean], baseline is not None, args.overwrite)
+        scores.write_csv(args.csv, overwrite=args.overwrite)
     return 0
 
 
 def _print_table(rows: list[dict], mean: dict, task: str) -> None:
     width = max(12, *(len(r["image"]) for r in rows))
-    print(f"{'image':<{width}}  {'slices':>6}  {'PSNR dB':>8}  {'SSIM':>7}  {'RMSE ' + _UNITS[task]:>10}")
+    print(f"{'image':<{width}}  {'slices':>6}  {'PSNR dB':>8}  {'SSIM':>7}  {'RMSE ' + get_task(task).units:>10}")
     for row in rows:
         print(f"{row['image']:<{width}}  {row['n']:>6d}  {row['psnr']:>8.3f}  {row['ssim']:>7.4f}  {row['rmse']:>10.4f}")
     print(f"{'mean':<{width}}  {mean['n']:>6d}  {mean['psnr']:>8.3f}  {mean['ssim']:>7.4f}  {mean['rmse']:>10.4f}")
@@ -164,30 +134,10 @@ def _print_table(rows: list[dict], mean: dict, task: str) -> None:
         print(f"({skipped} slice(s) with a constant reference were left out: PSNR / SSIM undefined)")
 
 
-def _print_comparison(pooled: dict, pooled_base: dict, task: str) -> None:
-    from monai_tat.metrics import paired_comparison
-
+def _print_comparison(scores: SliceScores, task: str) -> None:
     print("paired comparison, prediction - baseline (paired t-test over slices):")
-    units = {"psnr": "dB", "ssim": "", "rmse": _UNITS[task]}
-    for m in METRIC_NAMES:
-        c = paired_comparison(pooled[m], pooled_base[m])
+    units = {"psnr": "dB", "ssim": "", "rmse": get_task(task).units}
+    for m, c in scores.comparison().items():
         mark = " *" if c.significant() else ""
         print(f"  {m.upper():<5} {c.mean_a:10.4f} vs {c.mean_b:10.4f}  difference {c.mean_difference:+.4f} {units[m]}"
               f"  p = {c.p_value:.3g}  (n = {c.n}){mark}")
-
-
-def _write_csv(path: Path, rows: list[dict], with_baseline: bool, overwrite: bool) -> None:
-    fields = ["image", "slices", *METRIC_NAMES]
-    if with_baseline:
-        fields += [f"baseline_{m}" for m in METRIC_NAMES]
-
-    from monai_tat.io import atomic_write
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, "slices": row["n"]})
-
-    atomic_write(path, write, overwrite=overwrite)

@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import TASK_SPECS, TASKS, get_task
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["register", "run", "write_preview", "PREVIEW_WINDOWS"]
+__all__ = ["register", "run", "write_preview"]
 
-#: Display windows of the preview in physical units; MRI (arbitrary units) uses the input's
-#: 0.5 / 99.5 percentiles instead.
-PREVIEW_WINDOWS = {"ct": (-160.0, 240.0), "pet": (0.0, 10.0)}
+
+def _model_ranges_text() -> str:
+    return ", ".join(f"{s.name.upper()} [{s.model_range[0]:g}, {s.model_range[1]:g}] {s.units}"
+                     for s in TASK_SPECS.values() if s.fixed_range)
 
 
 def _positive_int(text: str) -> int:
@@ -37,12 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="restore a volume (low-dose CT, low-count PET, MRI super-resolution)",
         description="Restore a 2D image or 3D volume slice by slice and write it with the input's geometry. "
         "Inputs: NIfTI, NRRD, MHA, a DICOM file or series folder (PET DICOM is converted to SUV). "
-        "Outputs: .nii.gz, .nii, .nrrd, .mha. CT voxels outside [-1024, 3072] HU and PET voxels outside "
-        "[0, 20] SUV keep their input values.",
+        "Outputs: .nii.gz, .nii, .nrrd, .mha. Voxels outside the model range of a fixed-range task "
+        f"({_model_ranges_text()}) keep their input values.",
     )
     p.add_argument("input", help="input image file, DICOM file or DICOM series folder")
     p.add_argument("output", help="output file (.nii.gz, .nii, .nrrd or .mha); never the input")
-    p.add_argument("--task", default="auto", choices=("ct", "pet", "mri", "auto"),
+    p.add_argument("--task", default="auto", choices=(*TASKS, "auto"),
                    help="restoration task; auto reads the DICOM modality, then the intensities (default auto)")
     p.add_argument("--model", default="tat",
                    help="tat, amir (shipped demo weights) or a bundle folder / .pt / .pth / .safetensors checkpoint")
@@ -65,33 +67,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check every path, read, restore with a progress bar, write atomically."""
+    """Restore with a progress bar; the library checks every path first and writes atomically."""
     from tqdm import tqdm
 
-    from monai_tat.inference import check_restore_paths, load_model, resolve_device, resolve_task, restore_volume
-    from monai_tat.io import read_volume, write_volume
+    from monai_tat.inference import check_restore_paths, restore_file
 
     check_restore_paths(args.input, args.output, overwrite=args.overwrite)
     if args.preview is not None:
         _check_preview_path(Path(args.preview), args)
     overrides = {"weight_kg": args.patient_weight, "injected_dose_bq": args.injected_dose}
-    image = read_volume(args.input, suv_overrides={k: v for k, v in overrides.items() if v is not None})
-    task = resolve_task(args.task, image)
-    device = resolve_device(args.device)
-    model = load_model(args.model, device)
-
     bar = None  # created at the first callback, so that input errors print no empty bar
+    task_name = args.task
+
+    def remember_task(task: str) -> None:
+        nonlocal task_name
+        task_name = task
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=f"restoring ({task})", unit="slice", disable=args.quiet, file=sys.stderr)
+            bar = tqdm(total=total, desc=f"restoring ({task_name})", unit="slice", disable=args.quiet, file=sys.stderr)
         bar.update(done - bar.n)
 
     try:
-        restored = restore_volume(
-            image, model, task, device=device, batch_size=args.batch_size, axis=args.axis,
-            progress=progress, amp=args.amp,
+        result = restore_file(
+            args.input, args.output, args.model, task=args.task, device=args.device, batch_size=args.batch_size,
+            axis=args.axis, amp=args.amp, suv_overrides={k: v for k, v in overrides.items() if v is not None},
+            overwrite=args.overwrite, progress=progress, on_task=remember_task,
         )
     except BaseException:
         if bar is not None:
@@ -100,11 +102,11 @@ def run(args: argparse.Namespace) -> int:
         raise
     if bar is not None:
         bar.close()
-    write_volume(restored, args.output, overwrite=args.overwrite)
     if args.preview is not None:
-        axis = restored.meta["restoration"]["axis"]
-        write_preview(image.numpy(), restored.numpy(), task, args.preview, axis=axis, overwrite=args.overwrite)
-    print(f"restored {args.input} -> {args.output} ({task}, {type(model).__name__}, {device})")
+        axis = result.restored.meta["restoration"]["axis"]
+        write_preview(result.image.numpy(), result.restored.numpy(), result.task, args.preview, axis=axis,
+                      overwrite=args.overwrite)
+    print(f"restored {args.input} -> {args.output} ({result.task}, {result.network}, {result.device})")
     return 0
 
 
@@ -141,8 +143,8 @@ def write_preview(
 ) -> Path:
     """Write a PNG of the central slice, input | restored side by side, both in the same window.
 
-    Windows: CT abdomen W400/L40 ([-160, 240] HU), PET [0, 10] SUV, MRI the input slice's 0.5 / 99.5
-    percentiles. ``axis`` is the slicing axis of a 3D volume.
+    Window: the task's display window (:mod:`monai_tat.tasks`), else the input slice's 0.5 / 99.5
+    percentiles (MRI). ``axis`` is the slicing axis of a 3D volume.
     """
     import numpy as np
     from PIL import Image
@@ -150,7 +152,7 @@ def write_preview(
     from monai_tat.io import atomic_write
 
     before, after = _central_slice(image, axis), _central_slice(restored, axis)
-    low, high = PREVIEW_WINDOWS.get(task) or tuple(np.percentile(before, (0.5, 99.5)))
+    low, high = get_task(task).display_window or tuple(np.percentile(before, (0.5, 99.5)))
     gap = np.zeros((before.shape[0], 2), dtype=np.uint8)
     panel = np.concatenate([_to_grey(before, low, high), gap, _to_grey(after, low, high)], axis=1)
     return atomic_write(path, lambda tmp: Image.fromarray(panel).save(tmp, format="PNG"), overwrite=overwrite)

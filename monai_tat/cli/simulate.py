@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from monai_tat.tasks import TASKS, get_task
+
 __all__ = ["register", "run"]
 
 
@@ -38,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="high-quality volume: NIfTI / NRRD / MHA file, DICOM file or DICOM series folder")
-    p.add_argument("--task", required=True, choices=("ct", "pet", "mri"), help="degradation to simulate")
+    p.add_argument("--task", required=True, choices=TASKS, help="degradation to simulate")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--patient-ids", nargs="+", metavar="ID", default=None,
                    help="one patient id per input (default: DICOM PatientID, else the file name); "
@@ -52,8 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="PET: full dose / simulated dose (default 12)")
     p.add_argument("--factor", type=_positive, default=None,
                    help="MRI: k-space truncation factor per in-plane axis (default 4)")
-    p.add_argument("--mri-slices", type=lambda t: int(_positive(t)), default=100,
-                   help="MRI: central slices kept (default 100)")
+    p.add_argument("--mri-slices", type=lambda t: int(_positive(t)), default=None,
+                   help=f"MRI: central slices kept (default {get_task('mri').central_slices})")
     p.add_argument("--format", default=".nii.gz", choices=(".nii.gz", ".nii", ".nrrd", ".mha"),
                    help="output file format (default .nii.gz)")
     p.add_argument("--overwrite", action="store_true", help="replace existing pairs and datalist")

@@ -29,14 +29,16 @@ from monai_tat.data.datalist import write_datalist
 from monai_tat.data.prepare import crop_slices, select_slices
 from monai_tat.data.split import SPLITS, split_patients
 from monai_tat.errors import UserInputError
+from monai_tat.io.volume import OUTPUT_SUFFIXES
 from monai_tat.io import axial_axis, check_output_path, image_suffix, read_volume, write_volume
 from monai_tat.io.dicom import dicom_series_files, is_dicom_file, read_dicom_header
-from monai_tat.transforms import check_task, simulator_for_task
+from monai_tat.tasks import check_task
+from monai_tat.transforms import simulator_for_task
+from monai_tat.transforms.simulators import geometry_arguments
 
 __all__ = ["build_paired_dataset", "PairedCase"]
 
 PathLike = Union[str, Path]
-_REFERENCE_PET_VOXEL_MM3 = 64.0  # LowCountPET's default count level assumes 4 mm voxels
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ def build_paired_dataset(
     split: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     simulator_kwargs: Mapping[str, Any] | None = None,
-    mri_slices: int = 100,
-    pet_air_threshold: float = 0.1,
+    mri_slices: int | None = None,
+    pet_air_threshold: float | None = None,
     suffix: str = ".nii.gz",
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -78,8 +80,10 @@ def build_paired_dataset(
             :class:`~monai_tat.transforms.LowCountPET`, :class:`~monai_tat.transforms.KSpaceTruncation`).
             CT takes the pixel spacing and slice thickness from each volume's geometry and PET scales
             its count level to the voxel volume unless they are given here.
-        mri_slices: MRI keeps this many central slices along the axial axis (papers: 100).
-        pet_air_threshold: SUV below which a voxel counts as air (PET air-only slices are dropped).
+        mri_slices: MRI keeps this many central slices along the axial axis (default from the
+            task registry, the papers' 100).
+        pet_air_threshold: SUV below which a voxel counts as air (PET air-only slices are
+            dropped; default from the task registry, 0.1).
         suffix: output format, ``.nii.gz``, ``.nii``, ``.nrrd`` or ``.mha``.
         overwrite: replace existing pair files and datalist.
         progress: called as ``progress(done, total)`` after each volume.
@@ -179,8 +183,8 @@ def _default_patient(path: Path) -> str:
 
 def _plan_outputs(cases: list[PairedCase], out: Path, suffix: str, overwrite: bool) -> dict[str, tuple[Path, Path]]:
     """Check every output before anything is written; create the folders."""
-    if suffix not in (".nii.gz", ".nii", ".nrrd", ".mha"):
-        raise UserInputError(f"output suffix {suffix!r} is not supported; use .nii.gz, .nii, .nrrd or .mha.")
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UserInputError(f"output suffix {suffix!r} is not supported; use {', '.join(OUTPUT_SUFFIXES)}.")
     for case in cases:
         src = case.source.resolve()
         # a DICOM series is its whole folder: writing into it would change the input
@@ -194,7 +198,8 @@ def _plan_outputs(cases: list[PairedCase], out: Path, suffix: str, overwrite: bo
     if existing and not overwrite:
         raise UserInputError(
             f"{existing[0]} exists ({len(existing)} output file(s) in all); choose another output folder "
-            "or pass overwrite=True (--overwrite)."
+            "or allow overwriting.",
+            setting="overwrite",
         )
     for sub in ("lq", "hq"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -213,8 +218,8 @@ def _write_pair(
     hq_path: Path,
     seed: int,
     simulator_kwargs: Mapping[str, Any] | None,
-    mri_slices: int,
-    pet_air_threshold: float,
+    mri_slices: int | None,
+    pet_air_threshold: float | None,
     overwrite: bool,
 ) -> bool:
     """Read, select slices, simulate, write LQ then HQ; False when a PET volume is air only."""
@@ -229,14 +234,8 @@ def _write_pair(
     else:
         axis = None
     in_plane = [float(spacing[i]) for i in range(volume.ndim) if i != axis][:2]
-    kwargs = dict(simulator_kwargs or {})
-    if task == "ct":
-        kwargs.setdefault("pixel_spacing_mm", in_plane[0])
-        if axis is not None:
-            kwargs.setdefault("slice_thickness_mm", float(spacing[axis]))
-    elif task == "pet":
-        voxel = float(np.prod(in_plane)) * (float(spacing[axis]) if axis is not None else in_plane[0])
-        kwargs.setdefault("counts_per_suv_pixel", 200.0 * voxel / _REFERENCE_PET_VOXEL_MM3)
+    kwargs = {**geometry_arguments(task, in_plane, float(spacing[axis]) if axis is not None else None),
+              **(simulator_kwargs or {})}
     simulator = simulator_for_task(task, seed=seed, **kwargs)
 
     hq = volume.numpy().astype(np.float32)

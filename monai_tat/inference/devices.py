@@ -29,7 +29,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise UserInputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UserInputError(f"device {device!r} asked for but CUDA is not available here; use --device cpu or auto")
+            raise UserInputError(
+                f"device {device!r} asked for but CUDA is not available here; choose the CPU or automatic device",
+                setting="device",
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UserInputError(
                 f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible"

@@ -1,41 +1,114 @@
-"""File to file restoration: read, restore, write atomically (what the CLI and Slicer's worker run)."""
+"""Restore a file on disk: check paths, read, restore, write atomically. The one file-to-file path.
+
+The ``monai-tat restore`` command and the Slicer module's background script both call
+:func:`restore_file`; they only add their own way of showing progress.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from monai.data import MetaTensor
+from torch import nn
 
+from monai_tat.errors import UserInputError
+from monai_tat.inference.devices import resolve_device
+from monai_tat.inference.engine import CancelSignal, ProgressCallback, restore_volume
+from monai_tat.inference.models import load_model, model_path
+from monai_tat.inference.tasks import resolve_task
 from monai_tat.io import check_output_path, image_suffix, read_volume, write_volume
 from monai_tat.io.volume import OUTPUT_SUFFIXES
-from monai_tat.errors import UserInputError
-from monai_tat.inference.engine import restore_volume
 
-__all__ = ["restore_file", "check_restore_paths"]
+__all__ = ["restore_file", "check_restore_paths", "RestoredFile"]
+
+StatusCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RestoredFile:
+    """What :func:`restore_file` did: the images (physical units) and the choices it resolved."""
+
+    output_path: Path
+    image: MetaTensor
+    restored: MetaTensor
+    task: str
+    network: str
+    device: torch.device
 
 
 def check_restore_paths(input_path: str | Path, output_path: str | Path, *, overwrite: bool = False) -> Path:
-    """Refuse an output that is the input, has an unsupported suffix, exists or cannot be written.
+    """Refuse an input that does not exist, or an output that is the input, has an unsupported
+    suffix, exists (without ``overwrite``) or cannot be written.
 
     Called before any computation so that a mistake costs nothing.
     """
+    source = Path(input_path)
+    if not source.exists():
+        raise UserInputError(f"input volume not found: {source}; choose an existing image file or DICOM folder")
     out = Path(output_path)
     if image_suffix(out) not in OUTPUT_SUFFIXES:
         raise UserInputError(f"output {out} must end in one of {', '.join(OUTPUT_SUFFIXES)}")
-    return check_output_path(out, overwrite=overwrite, inputs=[input_path])
+    return check_output_path(out, overwrite=overwrite, inputs=[source])
 
 
 def restore_file(
-    input_path: str | Path, output_path: str | Path, network: Any, *, overwrite: bool = False, **kwargs: Any
-) -> MetaTensor:
-    """Restore ``input_path`` into ``output_path`` (NIfTI / NRRD / MHA) and return the restored image.
+    input_path: str | Path,
+    output_path: str | Path,
+    model: nn.Module | str | Path = "tat",
+    *,
+    task: str | None = "auto",
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
+    axis: int | None = None,
+    amp: str | bool | None = None,
+    suv_overrides: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelSignal = None,
+    status: StatusCallback | None = None,
+    on_task: Callable[[str], None] | None = None,
+) -> RestoredFile:
+    """Restore the image at ``input_path`` into ``output_path`` (NIfTI / NRRD / MHA), geometry kept.
 
-    ``kwargs`` go to :func:`~monai_tat.inference.restore_volume` (task, device, batch_size, axis,
-    progress, cancel, amp). Nothing is written when anything fails or is cancelled.
+    Args:
+        input_path: NIfTI, NRRD, MHA, a DICOM file or series folder (PET DICOM read in SUV).
+        output_path: file to write; never the input; an existing file only with ``overwrite``.
+        model: a network, or a :func:`~monai_tat.inference.load_model` spec ("tat", "amir", a
+            bundle folder or checkpoint file).
+        task, device, batch_size, axis, amp, progress, cancel: as
+            :func:`~monai_tat.inference.restore_volume`.
+        suv_overrides: PET DICOM header values to use when the header lacks them
+            (``weight_kg``, ``injected_dose_bq``; see :func:`monai_tat.io.suv_factor_from_dicom`).
+        status: called with a short text before each step (reading, loading, restoring, writing).
+        on_task: called with the resolved task before the first slice is restored.
+
+    Returns:
+        A :class:`RestoredFile`. Nothing is written when anything fails or is cancelled.
     """
+    report = status or (lambda text: None)
     check_restore_paths(input_path, output_path, overwrite=overwrite)
-    image = read_volume(input_path)
-    restored = restore_volume(image, network, **kwargs)
-    write_volume(restored, output_path, overwrite=overwrite)
-    return restored
+    if not isinstance(model, nn.Module):
+        model_path(model)  # a missing checkpoint is reported before the volume is read
+    if batch_size is not None and int(batch_size) < 1:
+        raise UserInputError(f"batch size must be at least 1, got {batch_size}", setting="batch_size")
+    report(f"reading {input_path}")
+    image = read_volume(input_path, suv_overrides=dict(suv_overrides or {}))
+    resolved_task = resolve_task(task, image)
+    if on_task is not None:
+        on_task(resolved_task)
+    dev = resolve_device(device)
+    if not isinstance(model, nn.Module):
+        report(f"loading model {model}")
+        model = load_model(model, dev)
+    report(f"restoring on {dev}")
+    restored = restore_volume(
+        image, model, resolved_task, device=dev, batch_size=batch_size, axis=axis, progress=progress,
+        cancel=cancel, amp=amp,
+    )
+    report(f"writing {output_path}")
+    out = write_volume(restored, output_path, overwrite=overwrite)
+    return RestoredFile(Path(out), image, restored, resolved_task, type(model).__name__, dev)

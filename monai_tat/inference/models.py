@@ -12,7 +12,7 @@ from monai_tat.errors import CheckpointMismatchError, UserInputError
 from monai_tat.inference.devices import resolve_device
 from monai_tat.io import read_checkpoint
 
-__all__ = ["load_model", "DEMO_MODELS", "WEIGHTS_DIR", "demo_weights_path"]
+__all__ = ["load_model", "model_path", "DEMO_MODELS", "WEIGHTS_DIR", "demo_weights_path"]
 
 DEMO_MODELS = ("tat", "amir")
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -21,6 +21,30 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 def demo_weights_path(name: str) -> Path:
     """Where the shipped demo weights of ``name`` ("tat" or "amir") live (may not exist)."""
     return WEIGHTS_DIR / f"{name.lower()}_demo.safetensors"
+
+
+def model_path(spec: str | Path) -> Path:
+    """The file or bundle folder a model spec names, checked to exist (cheap: nothing is read).
+
+    Raises:
+        UserInputError: a demo model whose weights are not shipped, or a path that does not exist.
+    """
+    if isinstance(spec, str) and spec.lower() in DEMO_MODELS:
+        path = demo_weights_path(spec)
+        if not path.is_file():
+            raise UserInputError(
+                f"no trained demo weights are shipped yet for '{spec.lower()}' ({path} is missing); "
+                "choose a trained checkpoint instead (bundle folder, .pt/.pth or .safetensors)",
+                setting="model",
+            )
+        return path
+    path = Path(spec)
+    if not path.exists():
+        raise UserInputError(
+            f"model not found: {path}; choose {', '.join(DEMO_MODELS)}, a bundle folder or a checkpoint file",
+            setting="model",
+        )
+    return path
 
 
 def load_model(spec: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -38,15 +62,7 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> nn.Modul
         CheckpointMismatchError: the weights belong to another architecture or size (the message
             names the missing and unexpected keys).
     """
-    if isinstance(spec, str) and spec.lower() in DEMO_MODELS:
-        path = demo_weights_path(spec)
-        if not path.is_file():
-            raise UserInputError(
-                f"no trained demo weights are shipped yet for '{spec.lower()}' ({path} is missing); "
-                "pass --model PATH to a trained checkpoint (bundle folder, .pt/.pth or .safetensors)"
-            )
-    else:
-        path = Path(spec)
+    path = model_path(spec)
     state, config = read_checkpoint(path)
     model = _build(state, config, path)
     return model.to(resolve_device(device)).eval()

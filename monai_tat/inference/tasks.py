@@ -8,13 +8,11 @@ import numpy as np
 import torch
 
 from monai_tat.errors import UserInputError
-from monai_tat.transforms import TASKS, check_task
+from monai_tat.tasks import TASKS, check_task, task_for_modality, task_for_units
 
-__all__ = ["infer_task", "resolve_task", "MODALITY_TASKS"]
+__all__ = ["infer_task", "resolve_task"]
 
-MODALITY_TASKS = {"CT": "ct", "PT": "pet", "PET": "pet", "MR": "mri", "MRI": "mri"}
-UNIT_TASKS = {"HU": "ct", "SUV": "pet"}
-_ASK = "pass --task ct, pet or mri"
+_ASK = "choose the task (ct, pet or mri) yourself"
 _MAX_SAMPLES = 1_000_000
 
 
@@ -37,19 +35,20 @@ def infer_task(image: Any) -> str:
 
     Raises:
         UserInputError: another modality, or statistics fitting none of the rules (for example a
-            PET in Bq/mL or an MRI scaled to [0, 1]); the message asks for ``--task``.
+            PET in Bq/mL or an MRI scaled to [0, 1]); the message asks to choose the task.
     """
     meta = getattr(image, "meta", {}) or {}
     modality = meta.get("modality")
     if modality:
-        key = str(modality).upper()
-        if key in MODALITY_TASKS:
-            return MODALITY_TASKS[key]
-        raise UserInputError(f"the image is DICOM modality {modality}, not CT, PT or MR; restoration is for {', '.join(TASKS)}")
-    units = meta.get("units")
-    if units and str(units).upper() in UNIT_TASKS:
-        return UNIT_TASKS[str(units).upper()]
-    return _task_from_statistics(image)
+        task = task_for_modality(modality)
+        if task is not None:
+            return task
+        raise UserInputError(
+            f"the image is DICOM modality {modality}, not CT, PT or MR; restoration is for {', '.join(TASKS)}",
+            setting="task",
+        )
+    task = task_for_units(meta.get("units"))
+    return task if task is not None else _task_from_statistics(image)
 
 
 def _task_from_statistics(image: Any) -> str:
@@ -59,7 +58,7 @@ def _task_from_statistics(image: Any) -> str:
         values = values[:: values.size // _MAX_SAMPLES + 1]
     values = values[np.isfinite(values)].astype(np.float64)
     if values.size == 0:
-        raise UserInputError(f"cannot tell the task of an image without finite values; {_ASK}")
+        raise UserInputError(f"cannot tell the task of an image without finite values; {_ASK}", setting="task")
     vmin, vmax = float(values.min()), float(values.max())
     if np.mean(values < -500.0) >= 0.01:
         return "ct"
@@ -71,5 +70,6 @@ def _task_from_statistics(image: Any) -> str:
             return "pet"
     raise UserInputError(
         f"cannot tell whether this image is CT, PET or MRI from its values (range {vmin:.4g} to {vmax:.4g}, "
-        f"no DICOM modality); {_ASK}"
+        f"no DICOM modality); {_ASK}",
+        setting="task",
     )

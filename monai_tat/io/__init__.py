@@ -1,4 +1,5 @@
-"""Reading and writing images with geometry (NIfTI, NRRD, MHA, DICOM series; PET in SUV) and checkpoints.
+"""Reading and writing images with geometry (NIfTI, NRRD, MHA, DICOM series; PET in SUV), DICOM header
+parsing (rescale, SUV factor), checkpoints, and the one atomic writer.
 
 Example::
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 from monai_tat.io.atomic import atomic_write, check_output_path, same_file
 from monai_tat.io.checkpoint import read_checkpoint
+from monai_tat.io.dicom_rescale import rescale_to_physical
 from monai_tat.io.geometry import affine_from_itk, axial_axis, itk_from_affine
+from monai_tat.io.suv import suv_factor_from_dicom
 from monai_tat.io.volume import OUTPUT_SUFFIXES, as_meta_tensor, image_suffix, read_volume, write_volume
 
 __all__ = [
@@ -25,6 +28,8 @@ __all__ = [
     "itk_from_affine",
     "read_checkpoint",
     "read_volume",
+    "rescale_to_physical",
     "same_file",
+    "suv_factor_from_dicom",
     "write_volume",
 ]

@@ -42,7 +42,9 @@ def check_output_path(
     if out.is_dir():
         raise UserInputError(f"output {out} is a folder; give a file name such as {out / 'restored.nii.gz'}")
     if out.exists() and not overwrite:
-        raise UserInputError(f"output {out} exists; remove it, choose another name or pass --overwrite")
+        raise UserInputError(
+            f"output {out} exists; remove it, choose another name or allow overwriting", setting="overwrite"
+        )
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
         raise UserInputError(f"output folder {parent} does not exist; create it first")

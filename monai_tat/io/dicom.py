@@ -13,11 +13,19 @@ from typing import Any
 import SimpleITK as sitk
 
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import get_task, task_for_modality
 
-__all__ = ["is_dicom_file", "dicom_series_files", "read_dicom_header", "MODALITY_UNITS"]
+__all__ = ["is_dicom_file", "dicom_series_files", "read_dicom_header", "physical_units"]
 
-# Physical units of the pixel values after reading (PET after the SUV factor is applied).
-MODALITY_UNITS = {"CT": "HU", "PT": "SUV", "MR": None}
+
+def physical_units(modality: str | None) -> str | None:
+    """Units of the pixel values read from a series of this DICOM Modality, when they are physical.
+
+    CT: HU (after rescale); PET: SUV (after the SUV factor); MRI and unknown modalities: None
+    (MRI signal has no physical unit).
+    """
+    task = task_for_modality(modality)
+    return get_task(task).units if task is not None and get_task(task).fixed_range else None
 
 
 def is_dicom_file(path: Path) -> bool:

@@ -18,13 +18,16 @@ from monai.data import MetaTensor
 
 from monai_tat.errors import UserInputError
 from monai_tat.io.atomic import atomic_write
-from monai_tat.io.dicom import MODALITY_UNITS, dicom_series_files, is_dicom_file, read_dicom_header
+from monai_tat.io.dicom import dicom_series_files, is_dicom_file, physical_units, read_dicom_header
+from monai_tat.tasks import task_for_modality
 from monai_tat.io.geometry import affine_from_itk, itk_from_affine, spacing_from_affine
 
-__all__ = ["read_volume", "write_volume", "OUTPUT_SUFFIXES", "image_suffix", "as_meta_tensor"]
+__all__ = ["read_volume", "write_volume", "OUTPUT_SUFFIXES", "IMAGE_SUFFIXES", "image_suffix", "as_meta_tensor"]
 
 OUTPUT_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
-INPUT_SUFFIXES = OUTPUT_SUFFIXES + (".mhd", ".nhdr", ".dcm")
+#: Image files (not DICOM) the package reads: what a folder of images is searched for.
+IMAGE_SUFFIXES = OUTPUT_SUFFIXES + (".mhd", ".nhdr")
+INPUT_SUFFIXES = IMAGE_SUFFIXES + (".dcm",)
 
 
 def image_suffix(path: str | Path) -> str:
@@ -39,7 +42,7 @@ def read_volume(path: str | Path, *, suv_overrides: dict[str, Any] | None = None
     Args:
         path: a NIfTI / NRRD / MHA file (any format SimpleITK reads), a DICOM file (its whole series
             is read) or a folder holding one DICOM series.
-        suv_overrides: keyword overrides for :func:`monai_tat.transforms.suv_factor_from_dicom`
+        suv_overrides: keyword overrides for :func:`monai_tat.io.suv_factor_from_dicom`
             (e.g. patient weight) when a PET series lacks a tag.
 
     Returns:
@@ -71,7 +74,7 @@ def read_volume(path: str | Path, *, suv_overrides: dict[str, Any] | None = None
         "filename_or_obj": str(p),
         "spacing": spacing_from_affine(affine, array.ndim),
         "modality": modality,
-        "units": MODALITY_UNITS.get(modality) if modality else None,
+        "units": physical_units(modality),
         "original_channel_dim": "no_channel",
     }
     return MetaTensor(torch.from_numpy(array), affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
@@ -134,8 +137,8 @@ def _read_dicom(p: Path, suv_overrides: dict[str, Any] | None) -> tuple[sitk.Ima
         raise UserInputError(f"cannot read the DICOM series in {p} ({_first_line(err)})") from err
     _check_shape(p, image.GetSize(), image.GetNumberOfComponentsPerPixel())
     factor = 1.0
-    if modality == "PT":
-        from monai_tat.transforms import suv_factor_from_dicom  # the transforms own the SUV rules
+    if task_for_modality(modality) == "pet":
+        from monai_tat.io.suv import suv_factor_from_dicom  # pydicom-based; only PET needs it
 
         # All files: the scan reference time rule needs the earliest acquisition time of the series.
         factor = float(suv_factor_from_dicom(files, **(suv_overrides or {})))

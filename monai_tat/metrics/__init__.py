@@ -19,18 +19,23 @@ from monai_tat.metrics.image_quality import (
     ssim,
     summarize,
 )
+from monai_tat.metrics.evaluator import SliceScores, score_files, score_volumes, write_rows_csv
 from monai_tat.metrics.statistics import PairedComparison, paired_comparison
 
 __all__ = [
     "EVAL_WINDOWS",
     "METRIC_NAMES",
     "PairedComparison",
+    "SliceScores",
     "clip_to_window",
     "image_metrics",
     "paired_comparison",
     "psnr",
     "rmse",
+    "score_files",
+    "score_volumes",
     "slice_metrics",
     "ssim",
     "summarize",
+    "write_rows_csv",
 ]

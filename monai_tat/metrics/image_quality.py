@@ -16,7 +16,8 @@ A constant label has R = 0: PSNR and SSIM are undefined and returned as NaN (mea
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from monai.metrics.regression import compute_ssim_and_cs
 
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import TASKS, get_task
 
 __all__ = [
     "EVAL_WINDOWS",
@@ -38,9 +40,9 @@ __all__ = [
     "summarize",
 ]
 
-# Evaluation windows of the papers in physical units: CT abdomen window W400/L40 (HU), PET SUV,
-# MRI intensity (12-bit).
-EVAL_WINDOWS: dict[str, tuple[float, float]] = {"ct": (-160.0, 240.0), "pet": (0.0, 20.0), "mri": (0.0, 4095.0)}
+#: Evaluation windows of the papers in physical units, from the task registry: CT abdomen window
+#: W400/L40 (HU), PET SUV, MRI intensity (12-bit).
+EVAL_WINDOWS: Mapping[str, tuple[float, float]] = MappingProxyType({t: get_task(t).eval_window for t in TASKS})
 METRIC_NAMES = ("psnr", "ssim", "rmse")
 
 
@@ -53,10 +55,7 @@ def _as_numpy(x: Any) -> np.ndarray:
 def _window(task: str | None) -> tuple[float, float] | None:
     if task is None:
         return None
-    key = task.lower()
-    if key not in EVAL_WINDOWS:
-        raise UserInputError(f"unknown task '{task}'; use one of {', '.join(EVAL_WINDOWS)}")
-    return EVAL_WINDOWS[key]
+    return get_task(task).eval_window
 
 
 def clip_to_window(x: Any, task: str | None) -> np.ndarray:

@@ -1,16 +1,20 @@
 """MONAI transforms for CT, PET and MRI restoration: invertible intensity mappings to the [0, 1]
 model range, the PET SUV factor from DICOM headers, and physics-based degradation simulators.
 
-Use alone in any MONAI pipeline; nothing here depends on the rest of monai_tat except its errors.
+Use alone in any MONAI pipeline; nothing here depends on the rest of monai_tat except its errors, the task registry
+(:mod:`monai_tat.tasks`) and DICOM header parsing (:mod:`monai_tat.io`).
 """
 
 from __future__ import annotations
 
+# DICOM header parsing lives in monai_tat.io; re-exported here because SUV normalisation needs it.
+from monai_tat.io.dicom_rescale import rescale_to_physical
+from monai_tat.io.suv import suv_factor_from_dicom
 from monai_tat.transforms.degrade_ct import LowDoseCT, LowDoseCTd
 from monai_tat.transforms.degrade_mri import KSpaceTruncation, KSpaceTruncationd
 from monai_tat.transforms.degrade_pet import LowCountPET, LowCountPETd
-from monai_tat.transforms.dicom_rescale import rescale_to_physical
-from monai_tat.transforms.factory import TASKS, check_task, model_intensity_transform
+from monai_tat.tasks import TASKS, check_task
+from monai_tat.transforms.factory import model_intensity_transform
 from monai_tat.transforms.intensity import (
     CT_WINDOWS,
     HUWindow,
@@ -22,7 +26,6 @@ from monai_tat.transforms.intensity import (
     window_bounds,
 )
 from monai_tat.transforms.simulators import simulator_for_task
-from monai_tat.transforms.suv import suv_factor_from_dicom
 
 __all__ = [
     "CT_WINDOWS",

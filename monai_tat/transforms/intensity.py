@@ -24,6 +24,7 @@ from monai.transforms import InvertibleTransform, MapTransform
 from monai.utils import TraceKeys, TransformBackends, convert_to_tensor
 
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import get_task
 from monai_tat.transforms._checks import ensure_finite, float_dtype_for
 
 __all__ = [
@@ -37,13 +38,15 @@ __all__ = [
     "window_bounds",
 ]
 
+_CT, _PET, _MRI = get_task("ct"), get_task("pet"), get_task("mri")
+
 # Named CT windows as (lower, upper) HU. "model" is the papers' network input range
 # (FACTS.md, data conventions; AMIR's code uses 3071 as the top). Display windows are
 # width/level pairs: abdomen W400/L40, lung W1500/L-600, brain W80/L40 and bone W1800/L400,
 # the values listed in Radiopaedia's "Windowing (CT)" article.
 CT_WINDOWS: dict[str, tuple[float, float]] = {
-    "model": (-1024.0, 3072.0),
-    "abdomen": (-160.0, 240.0),
+    "model": _CT.model_range,
+    "abdomen": _CT.eval_window,
     "lung": (-1350.0, 150.0),
     "brain": (0.0, 80.0),
     "bone": (-500.0, 1300.0),
@@ -191,7 +194,7 @@ class SUVNormalize(_AffineToUnit):
             back from :meth:`inverse` as ``upper``.
     """
 
-    def __init__(self, suv_range: Sequence[float] = (0.0, 20.0), clip: bool = True) -> None:
+    def __init__(self, suv_range: Sequence[float] = _PET.model_range, clip: bool = True) -> None:
         super().__init__(clip)
         self.lower, self.upper = _checked_range(float(suv_range[0]), float(suv_range[1]), "SUVNormalize")
 
@@ -218,7 +221,7 @@ class MRINormalize(_AffineToUnit):
         self,
         mode: str = "percentile",
         percentiles: Sequence[float] = (0.5, 99.5),
-        value_range: Sequence[float] = (0.0, 4095.0),
+        value_range: Sequence[float] = _MRI.eval_window,
         clip: bool = False,
     ) -> None:
         super().__init__(clip)
@@ -299,7 +302,7 @@ class MRINormalized(_AffineToUnitd):
         keys: KeysCollection,
         mode: str = "percentile",
         percentiles: Sequence[float] = (0.5, 99.5),
-        value_range: Sequence[float] = (0.0, 4095.0),
+        value_range: Sequence[float] = _MRI.eval_window,
         clip: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:

@@ -90,7 +90,7 @@ def test_script_refuses_to_overwrite_without_flag(run_script, tmp_path, ct_file)
     output.write_bytes(b"keep me")
     result = run_script("--input", ct_file, "--output", str(output), "--model", "tat")
     assert result.returncode == 2
-    assert "output file exists" in messages(result.stdout)[-1][1]
+    assert re.search("output .*out.nrrd exists", messages(result.stdout)[-1][1])
     assert output.read_bytes() == b"keep me"
 
 

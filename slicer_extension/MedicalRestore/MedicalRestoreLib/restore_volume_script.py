@@ -6,9 +6,9 @@ network runs outside Slicer's main thread and Slicer stays responsive::
     python restore_volume_script.py --input in.nrrd --output out.nrrd \
         --task ct --model tat --device auto [--batch-size 8]
 
-All model work happens in ``monai_tat``: ``monai_tat.io.read_volume`` reads the input,
-``monai_tat.inference.load_model`` and ``monai_tat.inference.restore_volume`` restore it slice by
-slice, ``monai_tat.io.write_volume`` writes the result atomically with the input's geometry.
+All work happens in ``monai_tat.inference.restore_file`` (the same function as ``monai-tat
+restore``): it checks the paths, reads the input, loads the model, restores slice by slice and
+writes the result atomically with the input's geometry. This script adds only its progress lines.
 
 Protocol: every message is one line on stdout, ``<KIND> <payload>``, flushed at once:
 
@@ -28,7 +28,6 @@ protocol (:func:`format_message`, :func:`parse_message`) without torch.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from typing import Optional, Sequence, TextIO, Tuple
@@ -44,7 +43,6 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
 
-TASK_CHOICES = ("auto", "ct", "pet", "mri")
 
 
 def format_message(kind: str, *fields: object) -> str:
@@ -86,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", required=True, help="input volume (NRRD, NIfTI or MHA)")
     parser.add_argument("--output", required=True, help="restored volume to write (NRRD, NIfTI or MHA)")
-    parser.add_argument("--task", default="auto", choices=TASK_CHOICES, help="restoration task")
+    parser.add_argument("--task", default="auto", help="restoration task: auto or a task name (ct, pet, mri)")
     parser.add_argument("--model", default="tat", help="tat, amir, a bundle directory or a checkpoint file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: automatic)")
@@ -95,33 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class ScriptInputError(Exception):
-    """A problem found before monai_tat is imported (missing input file, missing package)."""
-
-
-def _check_paths(args: argparse.Namespace) -> None:
-    """Cheap checks first, so a typo does not wait for torch to import."""
-    if not os.path.isfile(args.input):
-        raise ScriptInputError(f"input volume not found: {args.input}; pass an existing NRRD, NIfTI or MHA file")
-    if os.path.abspath(args.input) == os.path.abspath(args.output):
-        raise ScriptInputError("the output path equals the input path; choose another output file")
-    if os.path.exists(args.output) and not args.overwrite:
-        raise ScriptInputError(f"output file exists: {args.output}; remove it or pass --overwrite")
-    if args.model.lower() not in ("tat", "amir") and not os.path.exists(args.model):
-        raise ScriptInputError(
-            f"model not found: {args.model}; pass tat, amir, a bundle directory or a checkpoint file"
-        )
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ScriptInputError(f"batch size must be at least 1, got {args.batch_size}")
+    """monai_tat cannot be imported in this Python: nothing else can be checked or done."""
 
 
 def restore(args: argparse.Namespace) -> int:
-    """Read, restore and write one volume, emitting protocol lines; returns the exit status."""
-    _check_paths(args)
+    """Restore one volume file through ``monai_tat.inference.restore_file``, emitting protocol lines.
+
+    ``restore_file`` checks the paths, the model and the task before any slice is computed and
+    writes the result atomically; this script only turns its callbacks into protocol lines.
+    """
     emit(STATUS, "importing monai_tat and torch")
     try:
         from monai_tat.errors import UserInputError
-        from monai_tat.inference import load_model, resolve_task, restore_volume
-        from monai_tat.io import read_volume, write_volume
+        from monai_tat.inference import restore_file
     except ImportError as error:
         raise ScriptInputError(
             f"monai_tat cannot be imported in {sys.executable} ({error}); install it (and torch) "
@@ -129,23 +113,11 @@ def restore(args: argparse.Namespace) -> int:
         ) from error
 
     try:
-        emit(STATUS, "reading", args.input)
-        image = read_volume(args.input)
-        # Resolved here rather than inside restore_volume so the caller learns it before the end.
-        task = resolve_task(args.task, image)
-        emit(TASK, task)
-        emit(STATUS, "loading model", args.model)
-        network = load_model(args.model, device=args.device)
-        emit(STATUS, "restoring on device", args.device)
-
-        def report(done: int, total: int) -> None:
-            emit(PROGRESS, int(done), int(total))
-
-        restored = restore_volume(
-            image, network, task, device=args.device, batch_size=args.batch_size, progress=report
+        restore_file(
+            args.input, args.output, args.model, task=args.task, device=args.device, batch_size=args.batch_size,
+            overwrite=args.overwrite, status=lambda text: emit(STATUS, text), on_task=lambda task: emit(TASK, task),
+            progress=lambda done, total: emit(PROGRESS, int(done), int(total)),
         )
-        emit(STATUS, "writing", args.output)
-        write_volume(restored, args.output, overwrite=args.overwrite)
     except (UserInputError, OSError) as error:
         # The same errors the command line reports as user errors (bad file, wrong checkpoint).
         emit(ERROR, error)

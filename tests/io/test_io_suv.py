@@ -1,4 +1,4 @@
-"""SUV factor from synthetic PET DICOM headers in each vendor style, against hand-computed values.
+"""DICOM header parsing: SUV factor from synthetic PET DICOM headers in each vendor style, against hand-computed values.
 
 Reference case: 75 kg, 370 MBq 18F (half-life 6586.2 s), injected 09:00:00, scan 10:00:00:
 decayed dose = 370e6 * 2**(-3600/6586.2) = 370e6 * 0.684641 = 253.317e6 Bq, factor =
@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
 
 from monai_tat.errors import UserInputError
-from monai_tat.transforms import rescale_to_physical, suv_factor_from_dicom
+from monai_tat.io import rescale_to_physical, suv_factor_from_dicom
 
 FACTOR_1H = 2.960750161260463e-4  # decay 3600 s (see module docstring)
 FACTOR_65MIN = 3.0557203993776267e-4  # decay 3900 s: 75000 / (370e6 * 2**(-3900/6586.2))

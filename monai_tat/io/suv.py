@@ -1,7 +1,7 @@
 """SUV (body weight) scale factor from PET DICOM headers, following QIBA's vendor-neutral rules.
 
 The factor multiplies the *rescaled* pixel values (after RescaleSlope/RescaleIntercept, which
-SimpleITK and :func:`monai_tat.transforms.dicom_rescale.rescale_to_physical` apply) and gives SUVbw
+SimpleITK and :func:`monai_tat.io.dicom_rescale.rescale_to_physical` apply) and gives SUVbw
 in g/mL (1 g/mL tissue density assumed, as SUV always does):
 
 - Units BQML: ``factor = weight_g / (dose_Bq * 2 ** (-decay_s / half_life_s))``, with ``decay_s``
