@@ -26,10 +26,16 @@ def test_repeated_ids_are_one_patient_and_seed_makes_it_reproducible():
     assert len(shuffles) > 1  # the seed really shuffles
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_training_keeps_a_patient_when_there_are_few(n):
-    assignment = split_patients([str(i) for i in range(n)], (0.4, 0.3, 0.3))
-    assert "training" in assignment.values()
+@pytest.mark.parametrize(
+    "n, expected",
+    [(1, (1, 0, 0)), (2, (1, 1, 0)), (3, (1, 1, 1)), (4, (2, 1, 1))],
+)
+def test_training_keeps_a_patient_when_there_are_few(n, expected):
+    # 30 % shares round to 0 or 1 patient; testing gives way first so training is never empty
+    ids = [str(i) for i in range(n)]
+    assignment = split_patients(ids, (0.4, 0.3, 0.3))
+    assert sorted(assignment) == sorted(ids)
+    assert tuple(sum(v == name for v in assignment.values()) for name in SPLITS) == expected
 
 
 @pytest.mark.parametrize("fractions", [(0.8, 0.2), (1.0, -0.1, 0.1), (0.0, 0.0, 0.0)])
