@@ -1,6 +1,6 @@
 """``monai-tat demo``: restoration end to end on sample volumes made in code, with the shipped weights.
 
-For each task: build a phantom volume, degrade it with the package's simulator, restore it with
+For each task: build a phantom volume (and, for CT, also take the real CT slice pydicom ships), degrade it with the package's simulator, restore it with
 :func:`monai_tat.inference.restore_volume`, print PSNR / SSIM before and after (papers'
 convention), and write ``<task>_low_quality.nii.gz``, ``<task>_restored.nii.gz``,
 ``<task>_reference.nii.gz`` and ``<task>.png`` (low quality | restored | reference, windowed).
@@ -20,6 +20,7 @@ from monai_tat.tasks import TASKS, get_task
 __all__ = ["register", "run", "output_files"]
 
 VOLUME_KINDS = ("low_quality", "restored", "reference")
+REAL_CT_CASE = "ct_real"  # pydicom's CT_small.dcm, a real CT slice
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,9 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def output_files(out: Path, task: str) -> list[Path]:
-    """The files the demo writes for ``task`` into ``out``."""
-    return [out / f"{task}_{kind}.nii.gz" for kind in VOLUME_KINDS] + [out / f"{task}.png"]
+def case_names(tasks: list[str]) -> list[tuple[str, str]]:
+    """``(case, task)`` pairs the demo runs: a phantom per task, and the real CT slice with CT."""
+    cases = [(task, task) for task in tasks]
+    return cases + ([(REAL_CT_CASE, "ct")] if "ct" in tasks else [])
+
+
+def output_files(out: Path, case: str) -> list[Path]:
+    """The files the demo writes for ``case`` (a task's phantom, or ``ct_real``) into ``out``."""
+    return [out / f"{case}_{kind}.nii.gz" for kind in VOLUME_KINDS] + [out / f"{case}.png"]
 
 
 def _window(task: str, reference: np.ndarray) -> tuple[float, float]:
@@ -85,7 +92,7 @@ def write_png(path: Path, task: str, low: np.ndarray, restored: np.ndarray, refe
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0."""
-    from monai_tat.demo.samples import make_sample
+    from monai_tat.demo.samples import make_sample, real_ct_sample
     from monai_tat.errors import UserInputError
     from monai_tat.inference import load_model, restore_volume
     from monai_tat.io import check_output_path, write_volume
@@ -96,35 +103,38 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} is a file; give a folder")
-    tasks = list(dict.fromkeys(args.task))
+    cases = case_names(list(dict.fromkeys(args.task)))
     out.mkdir(parents=True, exist_ok=True)
-    for task in tasks:  # refuse before any work is done
-        for path in output_files(out, task):
+    for case, _ in cases:  # refuse before any work is done
+        for path in output_files(out, case):
             check_output_path(path, overwrite=args.overwrite)
     model = load_model(args.model, device=args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {type(model).__name__} ({args.model}, {n_params / 1e6:.2f} M parameters); "
           "demo weights trained on simulated phantoms, not for clinical use")
     rows = []
-    for task in tasks:
+    for case, task in cases:
         start = time.time()
-        sample = make_sample(task, size=args.size, slices=args.slices, seed=args.seed)
+        if case == REAL_CT_CASE:
+            sample = real_ct_sample(seed=args.seed)
+        else:
+            sample = make_sample(task, size=args.size, slices=args.slices, seed=args.seed)
         restored = restore_volume(sample.low_quality, model, task=task, device=args.device)
         ref = np.asarray(sample.reference)
         low = np.asarray(sample.low_quality)
         rest = np.asarray(restored)
         before = slice_metrics(low, ref, task)
         after = slice_metrics(rest, ref, task)
-        rows.append((task, float(np.nanmean(before["psnr"])), float(np.nanmean(before["ssim"])),
+        rows.append((case, float(np.nanmean(before["psnr"])), float(np.nanmean(before["ssim"])),
                      float(np.nanmean(after["psnr"])), float(np.nanmean(after["ssim"]))))
-        paths = output_files(out, task)
+        paths = output_files(out, case)
         for volume, path in zip((sample.low_quality, restored, sample.reference), paths[:3]):
             write_volume(volume, path, overwrite=args.overwrite)
         write_png(paths[3], task, low, rest, ref, args.overwrite)
-        print(f"{task}: {get_task(task).title}, {sample.description} ({time.time() - start:.1f} s) -> {paths[3]}")
-    print(f"\n{'task':<5} {'input PSNR':>11} {'input SSIM':>11} {'restored PSNR':>14} {'restored SSIM':>14}")
-    for task, p0, s0, p1, s1 in rows:
-        print(f"{task:<5} {p0:>8.2f} dB {s0:>11.4f} {p1:>11.2f} dB {s1:>14.4f}")
+        print(f"{case}: {get_task(task).title}, {sample.description} ({time.time() - start:.1f} s) -> {paths[3]}")
+    print(f"\n{'case':<8} {'input PSNR':>11} {'input SSIM':>11} {'restored PSNR':>14} {'restored SSIM':>14}")
+    for case, p0, s0, p1, s1 in rows:
+        print(f"{case:<8} {p0:>8.2f} dB {s0:>11.4f} {p1:>11.2f} dB {s1:>14.4f}")
     print(f"\nwrote volumes (NIfTI) and PNGs to {out}/")
     sys.stdout.flush()
     return 0

@@ -1,6 +1,7 @@
-"""Demo sample volumes made in code: one phantom volume per task and its simulated low-quality partner.
+"""Demo samples: one phantom volume per task made in code, and a real CT slice that pydicom ships,
+each with its simulated low-quality partner.
 
-Used by ``monai-tat demo``; nothing is downloaded and no file is shipped.
+Used by ``monai-tat demo``; nothing is downloaded and no image file is shipped with monai-tat.
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ import torch
 from monai.data import MetaTensor
 
 from monai_tat.demo.phantoms import phantom_volume
+from monai_tat.tasks import TASKS, get_task
 
-__all__ = ["DEMO_SIMULATION", "Sample", "sample_shape", "make_sample"]
+__all__ = ["DEMO_SIMULATION", "REAL_CT_FULL_DOSE_FLUENCE", "Sample", "sample_shape", "make_sample", "real_ct_sample"]
+
+#: Simulated full-dose fluence (photons / mm^2) that gives pydicom's ``CT_small.dcm`` (0.66 mm pixels,
+#: 5 mm slice) the noise it has: about 11.5 HU in soft tissue (robust estimate from neighbouring
+#: pixel differences), which LowDoseCT reaches at ~9e3 photons / mm^2 on this small field of view.
+REAL_CT_FULL_DOSE_FLUENCE = 9.0e3
 
 #: Region, in-plane pixel size (mm), slice spacing (mm) and degradation of each task's sample.
 DEMO_SIMULATION: dict[str, dict] = {
@@ -63,7 +70,7 @@ def make_sample(task: str, size: int = 192, slices: int = 6, seed: int = 2024) -
 
     cfg = DEMO_SIMULATION[task]
     shape = sample_shape(task, size, slices)
-    rng = np.random.default_rng([seed, ("ct", "pet", "mri").index(task)])
+    rng = np.random.default_rng([seed, TASKS.index(task)])
     z_extent = min(0.5, 0.06 * shape[2])
     # phantom rows run anterior -> posterior: they become the j axis (voxel order i, j, k)
     hq = phantom_volume(rng, task, shape, region=cfg["region"], pixel_mm=cfg["pixel_mm"], z_extent=z_extent)
@@ -77,13 +84,41 @@ def make_sample(task: str, size: int = 192, slices: int = 6, seed: int = 2024) -
         kwargs["incident_photons_per_mm2"] *= (shape[0] / 192) ** 2
     simulator = simulator_for_task(task, seed=seed, **kwargs)
     lq = np.asarray(simulator(hq[None]))[0]  # channel-first, slices along the last axis
-    modality = {"ct": "CT", "pet": "PT", "mri": "MR"}[task]
-    units = {"ct": "HU", "pet": "SUV", "mri": "a.u. (0-4095)"}[task]
+    spec = get_task(task)
 
     def wrap(x: np.ndarray) -> MetaTensor:
         return MetaTensor(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), affine=affine.clone(),
-                          meta={"modality": modality, "units": units})
+                          meta={"modality": spec.modality, "units": spec.units})
 
     params = ", ".join(f"{k}={v:g}" for k, v in cfg["degradation"].items())
     description = f"{cfg['region']} phantom {shape[0]}x{shape[1]}x{shape[2]}, {params}"
     return Sample(task, wrap(hq), wrap(lq), description)
+
+
+def real_ct_sample(seed: int = 2024, dose_fraction: float = 0.25) -> Sample:
+    """pydicom's ``CT_small.dcm`` (a real 128x128 CT slice in HU) and a simulated quarter-dose partner.
+
+    The slice is the reference as scanned (full dose, with its own noise); :class:`LowDoseCT`
+    adds the noise of the lower dose for the slice's pixel size and thickness, calibrated by
+    :data:`REAL_CT_FULL_DOSE_FLUENCE` to the noise the scan already has.
+    """
+    from pydicom.data import get_testdata_file
+
+    from monai_tat.io import read_volume
+    from monai_tat.transforms import simulator_for_task
+    from monai_tat.transforms.simulators import geometry_arguments
+
+    path = get_testdata_file("CT_small.dcm")
+    reference = read_volume(path)  # (128, 128, 1) MetaTensor in HU with the DICOM geometry
+    spacing = [float(s) for s in reference.meta["spacing"]]
+    simulator = simulator_for_task(
+        "ct", seed=seed, dose_fraction=dose_fraction, incident_photons_per_mm2=REAL_CT_FULL_DOSE_FLUENCE,
+        **geometry_arguments("ct", spacing[:2], spacing[2]),
+    )
+    hq = reference.numpy().astype(np.float32)
+    lq = np.asarray(simulator(hq[None]))[0]
+    low_quality = MetaTensor(torch.from_numpy(np.ascontiguousarray(lq)), affine=reference.affine.clone(),
+                             meta={k: v for k, v in reference.meta.items() if k != "affine"})
+    description = (f"real CT slice (pydicom CT_small.dcm) {hq.shape[0]}x{hq.shape[1]}, "
+                   f"dose_fraction={dose_fraction:g}")
+    return Sample("ct", reference, low_quality, description)

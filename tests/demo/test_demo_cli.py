@@ -18,14 +18,14 @@ def test_demo_restores_every_task(tmp_path, capsys, model, size):
     assert main(["demo", "--out", str(out), "--size", str(size), "--slices", "2", "--model", model, "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "not for clinical use" in printed
-    for task in ("ct", "pet", "mri"):
-        ref = np.asarray(read_volume(out / f"{task}_reference.nii.gz"))
-        low = np.asarray(read_volume(out / f"{task}_low_quality.nii.gz"))
-        restored = np.asarray(read_volume(out / f"{task}_restored.nii.gz"))
-        assert (out / f"{task}.png").stat().st_size > 0
+    for case, task in (("ct", "ct"), ("pet", "pet"), ("mri", "mri"), ("ct_real", "ct")):
+        ref = np.asarray(read_volume(out / f"{case}_reference.nii.gz"))
+        low = np.asarray(read_volume(out / f"{case}_low_quality.nii.gz"))
+        restored = np.asarray(read_volume(out / f"{case}_restored.nii.gz"))
+        assert (out / f"{case}.png").stat().st_size > 0
         gain = np.mean([psnr(restored[..., k], ref[..., k], task) - psnr(low[..., k], ref[..., k], task)
                         for k in range(ref.shape[-1])])
-        assert gain > 0.0, f"{model} {task}: restored is not better than the input ({gain:.2f} dB)"
+        assert gain > 0.0, f"{model} {case}: restored is not better than the input ({gain:.2f} dB)"
 
 
 def test_demo_refuses_to_overwrite(tmp_path, capsys):
