@@ -31,6 +31,8 @@ setup(
         "tqdm>=4.60",
         "pillow>=9.0",
         "fire>=0.5",
+        "pytorch-ignite>=0.4.11",
+        "tensorboard>=2.12",
     ],
     extras_require={
         "test": [

@@ -1,34 +1,29 @@
-"""Training helpers used by the MONAI bundles: paired slice data, task-balanced sampling, EMA,
-an iteration-based trainer, and whole-volume evaluation / restoration of a datalist.
+"""The pieces MONAI's ``SupervisedTrainer`` needs to train TAT and AMIR as the bundles do.
 
-Example::
+- :func:`load_datalist`: one or several datalists of ``{"image", "label", "task"}`` items.
+- :class:`TaskBalancedBatchSampler` / :class:`RandomBatchSampler`: endless batches, the same
+  number of samples of every task (TAT) or random (AMIR).
+- :class:`RestorationIteration`: the trainer's iteration, giving the objective the low-quality
+  input and the tasks.
+- :class:`WeightEMA`: exponential moving average of the weights (what is validated and saved).
+- :func:`latest_checkpoint`: where an interrupted training run resumes.
 
-    from monai_tat.training import PairedSliceDataset, TaskBalancedBatchSampler, create_ema, load_datalist
-    data = PairedSliceDataset(load_datalist("data/datalist.json"), patch_size=(128, 128))
-    sampler = TaskBalancedBatchSampler(data.tasks, samples_per_task=4)
+The configs that put them together are the bundles' ``configs/train.json``.
 """
 
 from __future__ import annotations
 
-from monai_tat.training.checkpoint import save_state_dict
-from monai_tat.training.data import PairedSliceDataset, load_datalist, normalize_pair, volume_slice_axis
-from monai_tat.training.ema import create_ema, unwrap_model
-from monai_tat.training.evaluation import DatalistEvaluator, output_path_for, restore_datalist
+from monai_tat.training.data import CHECKPOINT_PATTERN, latest_checkpoint, load_datalist
+from monai_tat.training.ema import WeightEMA
+from monai_tat.training.iteration import RestorationIteration
 from monai_tat.training.sampler import RandomBatchSampler, TaskBalancedBatchSampler
-from monai_tat.training.trainer import IterationTrainer
 
 __all__ = [
-    "DatalistEvaluator",
-    "IterationTrainer",
-    "PairedSliceDataset",
+    "CHECKPOINT_PATTERN",
     "RandomBatchSampler",
+    "RestorationIteration",
     "TaskBalancedBatchSampler",
-    "create_ema",
+    "WeightEMA",
+    "latest_checkpoint",
     "load_datalist",
-    "normalize_pair",
-    "output_path_for",
-    "restore_datalist",
-    "save_state_dict",
-    "unwrap_model",
-    "volume_slice_axis",
 ]
