@@ -4,6 +4,10 @@ The module holds no model code. Its logic (``MedicalRestoreLib``, importable wit
 writes the input volume to a temporary NRRD, runs ``monai_tat.inference`` on it in a PythonSlicer
 background process, and reads the result back into a new volume once it is complete; this file
 adds the Qt GUI, a Qt timer that follows the background process, and the self-test.
+
+The panel's state lives in the module's parameter node (``MedicalRestoreLib.parameters``), which
+is saved with the scene; the widget only mirrors it. ``monai_tat`` is never imported here: it may
+not be installed yet, and the background process is where it runs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import ctk
 import qt
 import slicer
+import vtk
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -26,11 +31,16 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from MedicalRestoreLib import SUCCEEDED, RestoreInputError, RestoreLogic, dependencies, testing, volumes
+from MedicalRestoreLib.parameters import (
+    DEVICE_CHOICES,
+    MODEL_CHOICES,
+    MODEL_FILE,
+    MODEL_FILE_CHOICE,
+    SETTING_LABELS,
+    TASK_CHOICES,
+    RestoreParameters,
+)
 
-MODEL_CHOICES = ("TAT", "AMIR")
-MODEL_FILE_CHOICE = "Bundle directory or checkpoint file"
-TASK_CHOICES = ("Auto", "CT", "PET", "MRI")
-DEVICE_CHOICES = ("auto", "cpu", "cuda:0")
 POLL_INTERVAL_MS = 200
 
 
@@ -69,6 +79,10 @@ class MedicalRestoreLogic(ScriptedLoadableModuleLogic, RestoreLogic):
         logic = slicer.util.getModuleLogic("MedicalRestore")
         job = logic.process(getNode("CTChest"), None, "ct", "/path/to/checkpoint.pt", "auto")
         restored = job.output_node
+
+    or, with what the module panel shows::
+
+        job = logic.process_parameters(logic.getParameterNode(), wait=True)
     """
 
     def __init__(self):
@@ -77,6 +91,10 @@ class MedicalRestoreLogic(ScriptedLoadableModuleLogic, RestoreLogic):
             self, python_executable=python_slicer_executable(), env=slicer.util.startupEnvironment()
         )
         self._timers = {}
+
+    def getParameterNode(self) -> RestoreParameters:
+        """The module's parameter node in the current scene, with typed attributes."""
+        return self.parameters(slicer.mrmlScene)
 
     def start_polling(self, job) -> None:
         """Poll the job from Slicer's main thread every 200 ms until it ends."""
@@ -116,14 +134,31 @@ class MedicalRestoreLogic(ScriptedLoadableModuleLogic, RestoreLogic):
         return dependencies.install(plan, slicer.util.confirmOkCancelDisplay, slicer)
 
 
+def select_combo_item(combo, value: str, label: str) -> None:
+    """Make the item whose label lower-cased is ``value`` current; add ``label`` when there is none."""
+    for index in range(combo.count):
+        if combo.itemText(index).lower() == value:
+            combo.currentIndex = index
+            return
+    combo.addItem(label)  # e.g. a task of a newer monai_tat, from a saved scene
+    combo.currentIndex = combo.count - 1
+
+
 class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: input, task, model, device, batch size, Restore / Cancel, progress, log."""
+    """The module panel: input, task, model, device, batch size, Restore / Cancel, progress, log.
+
+    Every choice is stored in the module's parameter node as soon as it is made
+    (:meth:`updateParameterNodeFromGUI`), and the panel shows the node's values whenever the node
+    changes (:meth:`updateGUIFromParameterNode`): a loaded scene brings its choices back.
+    """
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self.job = None
+        self._parameters = None
+        self._updatingGUIFromParameterNode = False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -140,21 +175,99 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelPathLineEdit.filters = (
             ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Readable
         )
-        self.ui.modelPathLineEdit.settingKey = "MedicalRestore/ModelPath"
+        self.ui.modelPathLineEdit.settingKey = "MedicalRestore/ModelPath"  # recent paths, across sessions
 
-        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateGUI)
-        self.ui.outputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateGUI)
-        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.updateGUI)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.updateGUI()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
+        # Any change in the panel goes to the parameter node.
+        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        self.ui.outputSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
+        self.ui.taskComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.modelComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
+        self.ui.deviceComboBox.connect("currentTextChanged(QString)", self.updateParameterNodeFromGUI)
+        self.ui.batchSizeSpinBox.connect("valueChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+
+        self.initializeParameterNode()
 
     def cleanup(self):
         self.cancelJob()
         self.removeObservers()
 
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        # The panel is hidden: stop following the node (a running job keeps its own callbacks).
+        self.setParameterNode(None)
+
     def onSceneStartClose(self, caller, event):
         self.cancelJob()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # -- parameter node <-> GUI ----------------------------------------------------------------
+
+    def initializeParameterNode(self):
+        """Follow the scene's parameter node, choosing a default input and model path when unset."""
+        parameters = self.logic.getParameterNode()
+        parameters.select_default_input()
+        if not parameters.model_path and self.ui.modelPathLineEdit.currentPath:
+            parameters.model_path = self.ui.modelPathLineEdit.currentPath  # the last path used
+        self.setParameterNode(parameters)
+
+    def setParameterNode(self, parameters):
+        if self._parameters is not None:
+            self.removeObserver(self._parameters.node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameters = parameters
+        if self._parameters is not None:
+            self.addObserver(self._parameters.node, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None):
+        """Show the parameter node's values; widgets' change signals do not write them back."""
+        if self._parameters is None or self._updatingGUIFromParameterNode:
+            self.updateButtons()
+            return
+        parameters = self._parameters
+        self._updatingGUIFromParameterNode = True
+        try:
+            self.ui.inputSelector.setCurrentNode(parameters.input_volume)
+            self.ui.outputSelector.setCurrentNode(parameters.output_volume)
+            select_combo_item(self.ui.taskComboBox, parameters.task, parameters.task.upper())
+            if parameters.model == MODEL_FILE:
+                self.ui.modelComboBox.currentText = MODEL_FILE_CHOICE
+            else:
+                select_combo_item(self.ui.modelComboBox, parameters.model, parameters.model.upper())
+            self.ui.modelPathLineEdit.currentPath = parameters.model_path
+            self.ui.deviceComboBox.currentText = parameters.device
+            self.ui.batchSizeSpinBox.value = parameters.batch_size
+        finally:
+            self._updatingGUIFromParameterNode = False
+        self.updateButtons()
+
+    def updateParameterNodeFromGUI(self, *_):
+        """Store the panel's values in the parameter node, in one modification."""
+        if self._parameters is None or self._updatingGUIFromParameterNode:
+            return
+        parameters = self._parameters
+        was_modifying = parameters.node.StartModify()
+        parameters.input_volume = self.ui.inputSelector.currentNode()
+        parameters.output_volume = self.ui.outputSelector.currentNode()
+        parameters.task = self.ui.taskComboBox.currentText  # the label lower-cased is the task name
+        model_choice = self.ui.modelComboBox.currentText
+        parameters.model = MODEL_FILE if model_choice == MODEL_FILE_CHOICE else model_choice
+        parameters.model_path = self.ui.modelPathLineEdit.currentPath
+        parameters.device = self.ui.deviceComboBox.currentText
+        parameters.batch_size = self.ui.batchSizeSpinBox.value
+        parameters.node.EndModify(was_modifying)
+
+    # -- running -------------------------------------------------------------------------------
 
     def cancelJob(self):
         if self.job is not None and self.job.running:
@@ -164,11 +277,8 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def running(self) -> bool:
         return self.job is not None and self.job.running
 
-    def selectedModel(self) -> str:
-        choice = self.ui.modelComboBox.currentText
-        return self.ui.modelPathLineEdit.currentPath if choice == MODEL_FILE_CHOICE else choice
-
-    def updateGUI(self, *_):
+    def updateButtons(self):
+        """Enable the choices and the Restore / Cancel button as the job and the inputs allow."""
         running = self.running
         for widget in (
             self.ui.inputSelector,
@@ -179,7 +289,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.batchSizeSpinBox,
             self.ui.outputSelector,
         ):
-            widget.enabled = not running
+            widget.enabled = not running and self._parameters is not None
         self.ui.modelPathLineEdit.visible = self.ui.modelComboBox.currentText == MODEL_FILE_CHOICE
         if running:
             self.ui.applyButton.text = "Cancel"
@@ -187,7 +297,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = True
         else:
             self.ui.applyButton.text = "Restore"
-            hasInput = self.ui.inputSelector.currentNode() is not None
+            hasInput = self._parameters is not None and self._parameters.input_volume is not None
             self.ui.applyButton.enabled = hasInput
             self.ui.applyButton.toolTip = (
                 "Restore the input volume into a new volume." if hasInput else "Select an input volume first."
@@ -204,19 +314,16 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.logTextEdit.clear()
             self.ui.progressBar.maximum = 0  # busy indicator until the first slice is done
             self.ui.statusLabel.text = "Starting (loading torch and the model)..."
-            self.job = self.logic.process(
-                self.ui.inputSelector.currentNode(),
-                self.ui.outputSelector.currentNode(),
-                self.ui.taskComboBox.currentText,
-                self.selectedModel(),
-                self.ui.deviceComboBox.currentText,
+            if self._parameters.model == MODEL_FILE:
+                self.ui.modelPathLineEdit.addCurrentPathToHistory()
+            self.job = self.logic.process_parameters(
+                self._parameters,
                 wait=False,
-                batch_size=self.ui.batchSizeSpinBox.value,
                 progress_callback=self.onProgress,
                 log_callback=self.appendLog,
                 finished_callback=self.onFinished,
             )
-        self.updateGUI()
+        self.updateButtons()
 
     def onProgress(self, done, total, secondsLeft):
         self.ui.progressBar.maximum = max(total, 1)
@@ -228,7 +335,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.logTextEdit.appendPlainText(text)
 
     def onFinished(self, job):
-        self.updateGUI()
+        self.updateButtons()
         if job.state == SUCCEEDED:
             self.ui.statusLabel.text = f"Done in {job.elapsed_s:.0f} s: '{job.output_node.GetName()}'."
             self.ui.progressBar.maximum = max(self.ui.progressBar.maximum, 1)
@@ -240,6 +347,20 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.progressBar.value = 0
             if job.state != "cancelled":
                 slicer.util.errorDisplay(job.error, detailedText="\n".join(job.log))
+                self.focusSetting(job.setting)
+
+    def focusSetting(self, setting):
+        """Put the keyboard focus on the control of the setting the error names (if any)."""
+        controls = {
+            "task": self.ui.taskComboBox,
+            "model": self.ui.modelComboBox,
+            "device": self.ui.deviceComboBox,
+            "batch_size": self.ui.batchSizeSpinBox,
+        }
+        if setting in SETTING_LABELS and setting in controls:
+            if setting in ("device", "batch_size"):
+                self.ui.advancedCollapsibleButton.collapsed = False
+            controls[setting].setFocus()
 
 
 class MedicalRestoreTest(ScriptedLoadableModuleTest):
@@ -256,7 +377,13 @@ class MedicalRestoreTest(ScriptedLoadableModuleTest):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def runTest(self):
-        for test in (self.test_restore_keeps_geometry, self.test_cancel_leaves_no_output, self.test_clear_errors):
+        tests = (
+            self.test_panel_follows_the_parameter_node,
+            self.test_restore_keeps_geometry,
+            self.test_cancel_leaves_no_output,
+            self.test_clear_errors,
+        )
+        for test in tests:
             self.setUp()
             try:
                 test()
@@ -268,6 +395,28 @@ class MedicalRestoreTest(ScriptedLoadableModuleTest):
         if missing:
             self.skipTest(f"MedicalRestore self-test needs {', '.join(missing)}; open the module to install them.")
         return testing.save_tiny_checkpoint(os.path.join(self.workdir, "tiny_tat.pt"))
+
+    def test_panel_follows_the_parameter_node(self):
+        self.delayDisplay("Panel and parameter node stay in step")
+        inputNode = testing.add_synthetic_ct(slicer.mrmlScene)
+        slicer.util.selectModule("MedicalRestore")
+        widget = slicer.modules.medicalrestore.widgetRepresentation().self()
+        widget.initializeParameterNode()  # as on entering the module with this scene
+        parameters = widget.logic.getParameterNode()
+        self.assertEqual(parameters.input_volume, inputNode)  # the first volume is chosen
+        self.assertEqual(widget.ui.inputSelector.currentNode(), inputNode)
+        # Parameter node -> panel.
+        parameters.task = "pet"
+        parameters.batch_size = 3
+        self.assertEqual(widget.ui.taskComboBox.currentText, "PET")
+        self.assertEqual(widget.ui.batchSizeSpinBox.value, 3)
+        # Panel -> parameter node.
+        widget.ui.taskComboBox.currentText = "MRI"
+        widget.ui.modelComboBox.currentText = "AMIR"
+        widget.ui.deviceComboBox.currentText = "cpu"
+        self.assertEqual((parameters.task, parameters.model, parameters.device), ("mri", "amir", "cpu"))
+        self.assertEqual(parameters.node.GetAttribute("ModuleName"), "MedicalRestore")
+        self.delayDisplay("Panel state is in the scene")
 
     def test_restore_keeps_geometry(self):
         self.delayDisplay("Restoring a synthetic CT with a tiny TAT")
@@ -303,10 +452,15 @@ class MedicalRestoreTest(ScriptedLoadableModuleTest):
         logic = MedicalRestoreLogic()
         with self.assertRaisesRegex(RestoreInputError, "No input volume"):
             logic.process(None, None, "ct", "tat", "cpu")
-        inputNode = testing.add_synthetic_ct(slicer.mrmlScene)
-        with self.assertRaisesRegex(RestoreInputError, "Unknown task"):
-            logic.process(inputNode, None, "ultrasound", "tat", "cpu")
         flat = testing.add_synthetic_ct(slicer.mrmlScene, name="OneSlice", shape_kji=(1, 32, 32))
         with self.assertRaisesRegex(RestoreInputError, "2D"):
             logic.process(flat, None, "ct", "tat", "cpu")
+        # The task is checked by monai_tat's registry, in the background process.
+        checkpoint = self._checkpoint()
+        inputNode = testing.add_synthetic_ct(slicer.mrmlScene)
+        with self.assertRaisesRegex(RestoreInputError, "unknown task 'ultrasound'"):
+            logic.process(inputNode, None, "ultrasound", checkpoint, "cpu")
+        inputNode.SetAttribute("DICOM.Modality", "CT")
+        with self.assertRaisesRegex(RestoreInputError, "DICOM modality is CT.*Change the Task setting"):
+            logic.process(inputNode, None, "MRI", checkpoint, "cpu")
         self.delayDisplay("Errors are clear")

@@ -38,8 +38,8 @@ def make_job(tmp_path, chunks, returncode, **callbacks):
     workdir.mkdir()
     delivered = []
 
-    def deliver(path, task):
-        delivered.append((path, task))
+    def deliver(path, task, window):
+        delivered.append((path, task, window))
         return "output node"
 
     job = RestoreJob(ScriptedProcess(chunks, returncode), str(workdir), str(workdir / "out.nrrd"), deliver, **callbacks)
@@ -50,17 +50,17 @@ def test_success_delivers_once_after_the_process_ended(tmp_path):
     progress, logs, finished = [], [], []
     job, delivered, workdir = make_job(
         tmp_path,
-        [["STATUS reading", "TASK pet", "PROGRESS 0 3"], ["some warning", "PROGRESS 3 3", "DONE out.nrrd"]],
+        [["STATUS reading", "TASK pet", "WINDOW 0 10", "PROGRESS 0 3"], ["some warning", "PROGRESS 3 3", "DONE out.nrrd"]],
         0,
         progress_callback=lambda done, total, left: progress.append((done, total)),
         log_callback=logs.append,
         finished_callback=finished.append,
     )
     assert job.poll() is True and delivered == []  # process still running: nothing delivered yet
-    assert job.status == "reading" and job.task == "pet"
+    assert job.status == "reading" and job.task == "pet" and job.display_window == (0.0, 10.0)
     assert job.poll() is False  # the last lines, then the end
     assert job.state == SUCCEEDED and job.output_node == "output node"
-    assert delivered == [(str(workdir / "out.nrrd"), "pet")]
+    assert delivered == [(str(workdir / "out.nrrd"), "pet", (0.0, 10.0))]
     assert progress == [(0, 3), (3, 3)]
     assert "some warning" in logs and "Reading" in logs
     assert finished == [job]
@@ -79,6 +79,47 @@ def test_user_error_from_the_script_fails_without_delivery(tmp_path):
     assert not workdir.exists()
 
 
+def test_automatic_window_and_no_report_reach_the_delivery_as_none(tmp_path):
+    job, delivered, workdir = make_job(tmp_path, [["TASK mri", "WINDOW auto", "DONE out.nrrd"]], 0)
+    assert job.wait(timeout_s=5) == SUCCEEDED
+    assert delivered == [(str(workdir / "out.nrrd"), "mri", None)]
+
+    # A script that reported no task: the delivery hears of none (the input's look is kept).
+    (tmp_path / "second").mkdir()
+    job, delivered, workdir = make_job(tmp_path / "second", [["DONE out.nrrd"]], 0)
+    assert job.wait(timeout_s=5) == SUCCEEDED
+    assert delivered == [(str(workdir / "out.nrrd"), None, None)]
+    assert job.task is None and job.display_window is None
+
+
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        (
+            ["SETTING model", "ERROR model not found: /x.pt; choose tat, amir, a bundle folder or a checkpoint file"],
+            "Restoration failed: model not found: /x.pt; choose tat, amir, a bundle folder or a checkpoint file. "
+            "Change the Model setting and restore again.",
+        ),
+        (
+            ["SETTING batch_size", "ERROR batch size must be at least 1, got 0"],
+            "Restoration failed: batch size must be at least 1, got 0. Change the Batch size setting and restore again.",
+        ),
+        (
+            ["SETTING overwrite", "ERROR output /tmp/x.nrrd exists; remove it, choose another name or allow overwriting"],
+            "Restoration failed: output /tmp/x.nrrd exists; remove it, choose another name or allow overwriting.",
+        ),
+        (["ERROR unknown task 'us'; use one of ct, pet, mri."], "Restoration failed: unknown task 'us'; use one of ct, pet, mri."),
+    ],
+    ids=["model", "batch size", "setting the panel lacks", "no setting"],
+)
+def test_dialog_text_is_the_library_message_and_the_panel_setting(tmp_path, lines, expected):
+    job, delivered, _ = make_job(tmp_path, [lines], 2)
+    assert job.wait(timeout_s=5) == FAILED and job.user_error
+    assert job.error == expected
+    assert job.setting == (lines[0].split()[1] if lines[0].startswith("SETTING") else None)
+    assert delivered == []
+
+
 def test_crash_without_error_line_names_the_exit_status(tmp_path):
     job, delivered, _ = make_job(tmp_path, [["Traceback (most recent call last):", "Segmentation fault"]], 139)
     job.wait(timeout_s=5)
@@ -92,7 +133,7 @@ def test_failed_delivery_fails_the_job(tmp_path):
     workdir = tmp_path / "job"
     workdir.mkdir()
 
-    def deliver(path, task):
+    def deliver(path, task, window):
         raise RestoreError("The restored volume does not lie on the input's voxel grid")
 
     job = RestoreJob(ScriptedProcess([["DONE x"]], 0), str(workdir), str(workdir / "out.nrrd"), deliver)

@@ -1,4 +1,8 @@
-"""The module logic against real MRML objects (slicer-core): restore, cancel, clear errors."""
+"""The module logic against real MRML objects (slicer-core): restore, cancel, clear errors.
+
+Tests marked slow run the background script end to end (a PythonSlicer-like child process that
+imports torch), as the module does.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,14 @@ from MedicalRestoreLib import (
     testing,
     volumes,
 )
+from MedicalRestoreLib.restore_volume_script import AUTO
 
 
 def volume_nodes(scene) -> list:
     return [scene.GetNthNodeByClass(i, "vtkMRMLVolumeNode") for i in range(scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode"))]
 
 
+@pytest.mark.slow
 def test_restore_into_new_node_keeps_geometry_and_input(
     scene, ct_node, logic, tiny_checkpoint, private_tempdir, state_of, same_state
 ):
@@ -54,19 +60,27 @@ def test_restore_into_new_node_keeps_geometry_and_input(
     assert list(private_tempdir.iterdir()) == []  # temporary files removed
 
 
-def test_non_blocking_restore_into_existing_node_with_automatic_task(scene, ct_node, logic, tiny_checkpoint):
-    ct_node.SetAttribute("DICOM.Modality", "CT")  # as Slicer's DICOM import records it
+@pytest.mark.slow
+def test_non_blocking_restore_of_the_parameter_node_with_the_recorded_modality(scene, ct_node, logic, tiny_checkpoint):
+    from monai_tat.tasks import get_task
+
+    colours = slicer.vtkMRMLColorLogic()
+    colours.SetMRMLScene(scene)  # Slicer's colour tables, as in the application (while the logic lives)
+    # CT-like values, but the DICOM modality Slicer recorded says PET: the modality decides the task.
+    ct_node.SetAttribute("DICOM.Modality", "PT")
     target = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "my output")
     progress, finished = [], []
+    parameters = logic.parameters(scene)  # what the module panel shows
+    parameters.input_volume = ct_node
+    parameters.output_volume = target
+    parameters.task = "Auto"
+    parameters.model = "file"
+    parameters.model_path = tiny_checkpoint
+    parameters.batch_size = 3
 
-    job = logic.process(
-        ct_node,
-        target,
-        "Auto",
-        tiny_checkpoint,
-        "auto",
+    job = logic.process_parameters(
+        parameters,
         wait=False,
-        batch_size=3,
         progress_callback=lambda done, total, left: progress.append((done, total)),
         finished_callback=finished.append,
     )
@@ -79,12 +93,17 @@ def test_non_blocking_restore_into_existing_node_with_automatic_task(scene, ct_n
     assert progress[0] == (0, 4) and progress[-1] == (4, 4)
     assert [total for _, total in progress] == [4] * len(progress)
     assert all(a[0] <= b[0] for a, b in zip(progress, progress[1:]))
-    assert job.task == "ct"
+    assert job.task == "pet" and job.display_window == get_task("pet").display_window
     assert np.array_equal(volumes.ijk_to_ras(target), volumes.ijk_to_ras(ct_node))
     assert len(volume_nodes(scene)) == 2
+    # PET display: the registry's SUV window and Slicer's inverted grey.
+    display = target.GetDisplayNode()
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == get_task("pet").display_window
+    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeInvertedGrey"
+    assert colours.GetMRMLScene() is scene
 
 
-@pytest.mark.parametrize("when", ["at once", "at the first progress report"])
+@pytest.mark.parametrize("when", ["at once", pytest.param("at the first progress report", marks=pytest.mark.slow)])
 def test_cancel_leaves_no_output_node(scene, logic, tiny_checkpoint, private_tempdir, state_of, same_state, when):
     # Enough slices (batch size 1) that the process is still working when the first report arrives.
     node = testing.add_synthetic_ct(scene, shape_kji=(24, 48, 48))
@@ -121,16 +140,52 @@ def test_cancel_leaves_no_output_node(scene, logic, tiny_checkpoint, private_tem
     assert job.state == CANCELLED
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_network_fails_cleanly(scene, ct_node, logic, tmp_path, private_tempdir):
     import torch
 
     wrong = tmp_path / "not_a_restoration_network.pt"
     torch.save({"encoder.weight": torch.zeros(3, 3)}, wrong)
 
-    with pytest.raises(RestoreInputError, match="Restoration failed"):
+    with pytest.raises(RestoreInputError, match="Restoration failed") as raised:
         logic.process(ct_node, None, "ct", str(wrong), "cpu", wait=True)
+    assert "--" not in str(raised.value)  # the dialog's text names no command-line flag
     assert [n.GetName() for n in volume_nodes(scene)] == ["SyntheticCT"]
     assert list(private_tempdir.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_task_the_modality_contradicts_is_refused_by_the_registry(scene, ct_node, logic, tiny_checkpoint, private_tempdir):
+    ct_node.SetAttribute("DICOM.Modality", "CT")
+    jobs = []
+    with pytest.raises(RestoreInputError) as raised:
+        logic.process(ct_node, None, "MRI", tiny_checkpoint, "cpu", wait=True, finished_callback=jobs.append)
+    # The dialog's text: the library's words, then the panel setting that fixes it.
+    assert str(raised.value) == (
+        "Restoration failed: this volume's DICOM modality is CT, which is the ct task, not mri; choose ct or "
+        "automatic. Change the Task setting and restore again."
+    )
+    assert jobs[0].setting == "task" and jobs[0].task is None  # refused before any slice
+    assert [n.GetName() for n in volume_nodes(scene)] == ["SyntheticCT"]
+    assert list(private_tempdir.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "modality, task, expected_task",
+    [("PT", "MRI", "mri"), (None, "Auto", AUTO), ("MR", None, AUTO)],
+)
+def test_the_script_gets_the_recorded_modality_and_the_task_name(ct_node, logic, tiny_checkpoint, modality, task, expected_task):
+    if modality:
+        ct_node.SetAttribute("DICOM.Modality", modality)
+    job = logic.process(ct_node, None, task, tiny_checkpoint, "cpu", wait=False)
+    job.cancel()  # only the command line matters here
+    command = job.process.command
+    assert command[command.index("--task") + 1] == expected_task  # lower-cased only; the script checks it
+    if modality:
+        assert command[command.index("--modality") + 1] == modality  # passed on as recorded
+    else:
+        assert "--modality" not in command
+    assert job.state == CANCELLED and job.output_node is None
 
 
 # --- clear errors before anything starts ------------------------------------------------------
@@ -201,8 +256,6 @@ def test_unusable_input_volume_is_refused(scene, logic, private_tempdir, make_no
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        ({"task": "ultrasound"}, "Unknown task 'ultrasound': choose Auto, CT, PET or MRI"),
-        ({"task": "MRI", "modality": "CT"}, "Task MRI does not match .*DICOM modality says CT"),
         ({"model": "/no/such/checkpoint.pt"}, "Model not found"),
         ({"model": ""}, "No model chosen"),
         ({"device": "tpu"}, "Unknown device 'tpu'"),
@@ -210,13 +263,10 @@ def test_unusable_input_volume_is_refused(scene, logic, private_tempdir, make_no
         ({"output": "input"}, "the input is never overwritten"),
         ({"output": "labelmap"}, "choose a scalar volume"),
     ],
-    ids=["unknown task", "task contradicts modality", "missing model", "no model", "device", "batch", "output is input", "label output"],
+    ids=["missing model", "no model", "device", "batch", "output is input", "label output"],
 )
 def test_wrong_choices_are_refused(scene, ct_node, logic, private_tempdir, state_of, same_state, arguments, message):
     before = state_of(ct_node)
-    if "modality" in arguments:
-        ct_node.SetAttribute("DICOM.Modality", arguments["modality"])
-        before = state_of(ct_node)
     output = {
         None: None,
         "input": ct_node,
@@ -243,7 +293,3 @@ def test_missing_packages_are_named(ct_node, logic, monkeypatch, private_tempdir
         logic.process(ct_node, None, "ct", "tat", "cpu")
     assert list(private_tempdir.iterdir()) == []
 
-
-def test_restore_errors_are_value_errors():
-    # Callers that catch ValueError (as for monai_tat's UserInputError) catch these too.
-    assert issubclass(RestoreInputError, ValueError)

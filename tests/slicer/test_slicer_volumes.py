@@ -90,25 +90,34 @@ def with_colour_tables(scene):
     return logic
 
 
-def test_task_displays(scene, ct_node):
+def test_task_displays_use_the_registry_windows(scene, ct_node):
+    from monai_tat.tasks import get_task
+
     colours = with_colour_tables(scene)
-    pet = node_with(scene, np.linspace(0, 10, 4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8), np.eye(4), "pet")
-    volumes.apply_task_display(pet, "pet")
+    pet_window = get_task("pet").display_window
+    pet = node_with(scene, np.linspace(0, 30, 4 * 8 * 8, dtype=np.float32).reshape(4, 8, 8), np.eye(4), "pet")
+    volumes.apply_task_display(pet, "pet", pet_window)
     display = pet.GetDisplayNode()
-    assert display.GetColorNodeID() == volumes.PET_COLOR_NODE_ID
+    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeInvertedGrey"
     assert not display.GetAutoWindowLevel()
-    assert display.GetWindowLevelMin() == pytest.approx(0.0)
-    assert display.GetWindowLevelMax() == pytest.approx(np.percentile(np.linspace(0, 10, 256), 99.5))
+    # The registry's SUV window (0 to 10), not the image's own range (0 to 30).
+    assert (display.GetWindowLevelMin(), display.GetWindowLevelMax()) == pytest.approx(pet_window) == (0.0, 10.0)
 
     ct = node_with(scene, np.zeros((4, 8, 8), np.float32), np.eye(4), "ct")
-    volumes.apply_task_display(ct, "ct")
-    assert (ct.GetDisplayNode().GetWindow(), ct.GetDisplayNode().GetLevel()) == (400.0, 40.0)
+    volumes.apply_task_display(ct, "ct", get_task("ct").display_window)
+    assert (ct.GetDisplayNode().GetWindow(), ct.GetDisplayNode().GetLevel()) == (400.0, 40.0)  # W400 / L40 HU
+    assert ct.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeGrey"
 
+    assert get_task("mri").display_window is None
     mri = node_with(scene, np.zeros((4, 8, 8), np.float32), np.eye(4), "mri")
-    volumes.apply_task_display(mri, "mri")
+    volumes.apply_task_display(mri, "mri", None)
     assert mri.GetDisplayNode().GetAutoWindowLevel()
 
-    # Unknown task: the input's look is kept.
+    # A node that showed a PET before gets grey back for a CT.
+    volumes.apply_task_display(pet, "ct", get_task("ct").display_window)
+    assert display.GetColorNodeID() == "vtkMRMLColorTableNodeGrey" and display.GetWindow() == 400.0
+
+    # No task reported: the input's look is kept.
     ct_node.CreateDefaultDisplayNodes()
     ct_node.GetDisplayNode().AutoWindowLevelOff()
     ct_node.GetDisplayNode().SetWindowLevel(1500.0, -600.0)
@@ -118,11 +127,11 @@ def test_task_displays(scene, ct_node):
     assert colours is not None
 
 
-def test_modality_comes_from_the_node_or_the_subject_hierarchy(scene, ct_node):
-    assert volumes.modality_task(ct_node) is None
+def test_modality_comes_from_the_node_or_the_subject_hierarchy_as_recorded(scene, ct_node):
+    assert volumes.dicom_modality(ct_node) is None
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     item = hierarchy.GetItemByDataNode(ct_node) or hierarchy.CreateItem(hierarchy.GetSceneItemID(), ct_node)
     hierarchy.SetItemAttribute(item, "DICOM.Modality", "PT")
-    assert volumes.modality_task(ct_node) == "pet"
-    ct_node.SetAttribute("DICOM.Modality", "MR")
-    assert volumes.modality_task(ct_node) == "mri"
+    assert volumes.dicom_modality(ct_node) == "PT"  # passed on as recorded, for monai_tat to interpret
+    ct_node.SetAttribute("DICOM.Modality", " us ")
+    assert volumes.dicom_modality(ct_node) == "US"

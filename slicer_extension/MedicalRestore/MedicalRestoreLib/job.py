@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from MedicalRestoreLib.background import BackgroundProcess
 from MedicalRestoreLib.errors import RestoreCancelled, RestoreError, RestoreInputError
+from MedicalRestoreLib.parameters import SETTING_LABELS
 from MedicalRestoreLib.progress import ProgressTracker
 from MedicalRestoreLib.restore_volume_script import (
     DONE,
     ERROR,
     EXIT_USER_ERROR,
     PROGRESS,
+    SETTING,
     STATUS,
     TASK,
+    WINDOW,
     parse_message,
 )
 
@@ -32,6 +35,8 @@ CANCELLED = "cancelled"
 
 ProgressCallback = Callable[[int, int, Optional[float]], None]  # (done, total, seconds left)
 LogCallback = Callable[[str], None]
+DisplayWindow = Optional[Tuple[float, float]]  # (low, high) in the task's units; None: automatic
+Deliver = Callable[[str, Optional[str], DisplayWindow], object]  # (result path, task, window) -> node
 
 
 class RestoreJob:
@@ -41,9 +46,9 @@ class RestoreJob:
         process: the background process running the restoration script.
         workdir: temporary folder of the job's files, removed when the job ends.
         output_path: where the script writes the restored volume.
-        deliver: called once with ``(output_path, task)`` after a successful run; returns the
-            output node it filled.
-        task: the requested task, or ``None`` for automatic (the script may report it).
+        deliver: called once with ``(output_path, task, display_window)`` after a successful run,
+            with the task and window the script reported (``None`` when it reported none);
+            returns the output node it filled.
         progress_callback, log_callback: see :data:`ProgressCallback`, :data:`LogCallback`.
         finished_callback: called with the job once it ended, whatever the outcome.
     """
@@ -53,8 +58,7 @@ class RestoreJob:
         process: BackgroundProcess,
         workdir: str,
         output_path: str,
-        deliver: Callable[[str, Optional[str]], object],
-        task: Optional[str] = None,
+        deliver: Deliver,
         progress_callback: Optional[ProgressCallback] = None,
         log_callback: Optional[LogCallback] = None,
         finished_callback: Optional[Callable[["RestoreJob"], None]] = None,
@@ -62,10 +66,12 @@ class RestoreJob:
         self.process = process
         self.workdir = workdir
         self.output_path = output_path
-        self.task = task
+        self.task: Optional[str] = None  # the registry task the script resolved (TASK line)
+        self.display_window: DisplayWindow = None  # that task's display window (WINDOW line)
         self.state = RUNNING
         self.error: Optional[str] = None
         self.user_error = False  # True when the error is the user's to fix (bad checkpoint, ...)
+        self.setting: Optional[str] = None  # the setting that fixes the error, as the library names it
         self.output_node = None
         self.status = "starting"
         self.log: List[str] = []
@@ -141,7 +147,11 @@ class RestoreJob:
             self.status = str(payload)
             self.add_log(self.status[:1].upper() + self.status[1:])
         elif kind == TASK:
-            self.task = str(payload) or self.task
+            self.task = str(payload) or None
+        elif kind == WINDOW:
+            self.display_window = payload  # type: ignore[assignment]
+        elif kind == SETTING:
+            self.setting = str(payload) or None
         elif kind == ERROR:
             self._script_error = str(payload)
             self.add_log(f"Error: {payload}")
@@ -152,7 +162,7 @@ class RestoreJob:
         code = self.process.returncode
         if code == 0:
             try:
-                self.output_node = self._deliver(self.output_path, self.task)
+                self.output_node = self._deliver(self.output_path, self.task, self.display_window)
             except Exception as error:  # noqa: BLE001 - any failure must end the job, not leave it running
                 self._fail(str(error), user_error=isinstance(error, RestoreInputError))
             else:
@@ -164,8 +174,12 @@ class RestoreJob:
         self._end()
 
     def _fail(self, reason: str, user_error: bool) -> None:
+        """End in failure with a message for a dialog: the library's words, then where to fix it."""
         self.state = FAILED
-        self.error = f"Restoration failed: {reason}"
+        self.error = f"Restoration failed: {reason.strip().rstrip('.')}."
+        label = SETTING_LABELS.get(self.setting or "")
+        if label:
+            self.error += f" Change the {label} setting and restore again."
         self.user_error = user_error
 
     def _end(self) -> None:

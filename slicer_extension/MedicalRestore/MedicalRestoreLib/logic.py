@@ -8,6 +8,9 @@ process runs :mod:`MedicalRestoreLib.restore_volume_script` on it (``monai_tat.i
 the work) and writes the result next to it; when, and only when, the process succeeded, the result
 is read back into the output node, which takes the input's exact geometry. The input node is only
 read.
+
+Nothing here knows a task: the node's DICOM modality goes to the background process, which lets
+``monai_tat``'s task registry resolve the task and reports it with its display window.
 """
 
 from __future__ import annotations
@@ -21,20 +24,20 @@ from typing import Callable, Dict, List, Optional
 from MedicalRestoreLib import dependencies, restore_volume_script, volumes
 from MedicalRestoreLib.background import BackgroundProcess
 from MedicalRestoreLib.errors import RestoreInputError
-from MedicalRestoreLib.job import LogCallback, ProgressCallback, RestoreJob
+from MedicalRestoreLib.job import DisplayWindow, LogCallback, ProgressCallback, RestoreJob
+from MedicalRestoreLib.parameters import AUTO, RestoreParameters, parameter_node
 
-TASKS = ("auto", "ct", "pet", "mri")
-TASK_NAMES = {"auto": "auto", "ct": "ct", "pet": "pet", "pt": "pet", "mri": "mri", "mr": "mri"}
 NAMED_MODELS = ("tat", "amir")
 OUTPUT_SUFFIX = " restored"
 
 
 def normalize_task(task: Optional[str]) -> str:
-    """``"Auto"``, ``"CT"``, ``"PET"``, ``"MRI"`` (any case, or PT / MR) -> auto / ct / pet / mri."""
-    key = (task or "auto").strip().lower()
-    if key not in TASK_NAMES:
-        raise RestoreInputError(f"Unknown task '{task}': choose Auto, CT, PET or MRI.")
-    return TASK_NAMES[key]
+    """The panel's task label as a task name: ``"Auto"`` -> auto, ``"CT"`` -> ct ...
+
+    Only lower-cased: the background process checks the name against monai_tat's task registry
+    (an unknown name fails there, with the registry's list of tasks).
+    """
+    return (task or "").strip().lower() or AUTO
 
 
 def normalize_model(model: Optional[str]) -> str:
@@ -104,22 +107,9 @@ class RestoreLogic:
         return dependencies.missing_modules()
 
     @staticmethod
-    def resolve_task(input_node, task: Optional[str]) -> Optional[str]:
-        """The task to restore ``input_node`` for: ct / pet / mri, or None to let monai_tat decide.
-
-        Automatic uses the DICOM modality when Slicer recorded it; an explicit task that
-        contradicts the recorded modality is refused.
-        """
-        task = normalize_task(task)
-        recorded = volumes.modality_task(input_node)
-        if task == "auto":
-            return recorded
-        if recorded is not None and recorded != task:
-            raise RestoreInputError(
-                f"Task {task.upper()} does not match '{input_node.GetName()}', whose DICOM modality says "
-                f"{recorded.upper()}: choose {recorded.upper()} or Auto."
-            )
-        return task
+    def parameters(scene) -> RestoreParameters:
+        """The module's parameter node in ``scene`` (created with defaults when missing)."""
+        return parameter_node(scene)
 
     @staticmethod
     def default_output_name(input_node) -> str:
@@ -147,7 +137,9 @@ class RestoreLogic:
             inputNode: a 3D ``vtkMRMLScalarVolumeNode`` in a scene; only read.
             outputNode: scalar volume node to fill, or None to create one when the result is in.
                 It is changed only once the restoration succeeded.
-            task: auto / ct / pet / mri (any case).
+            task: auto or a task name of monai_tat's registry (any case: ``"CT"`` means ct).
+                Automatic uses the DICOM modality Slicer recorded for the volume, then the
+                intensities; a task that contradicts the recorded modality fails.
             model: tat, amir, a bundle directory or a checkpoint file.
             device: auto, cpu, a GPU id (0, 1, ...) or cuda:N.
             wait: block until the result is in the scene (True), or return at once (False) and
@@ -162,9 +154,9 @@ class RestoreLogic:
 
         Raises:
             RestoreInputError: before anything starts, for a missing / 2D / 4D / non-scalar input,
-                an unknown task, model or device, or missing packages; with ``wait=True`` also
-                when the background process refused the input (e.g. a checkpoint of another
-                architecture).
+                an unknown model or device, or missing packages; with ``wait=True`` also when the
+                background process refused the input (an unknown task, a task the modality
+                contradicts, a checkpoint of another architecture).
             RestoreError: with ``wait=True``, when the restoration failed otherwise.
         """
         volumes.check_input_volume(inputNode)
@@ -181,7 +173,8 @@ class RestoreLogic:
                 raise RestoreInputError(
                     f"Output '{outputNode.GetName()}' is a {outputNode.GetClassName()}: choose a scalar volume."
                 )
-        resolved_task = self.resolve_task(inputNode, task)
+        task_name = normalize_task(task)
+        modality = volumes.dicom_modality(inputNode)
         model_spec = normalize_model(model)
         device_name = normalize_device(device)
         batch = normalize_batch_size(batch_size)
@@ -197,7 +190,9 @@ class RestoreLogic:
         output_path = os.path.join(workdir, "restored.nrrd")
         try:
             volumes.write_volume_file(inputNode, input_path)
-            command = self.build_command(input_path, output_path, resolved_task or "auto", model_spec, device_name, batch)
+            command = self.build_command(
+                input_path, output_path, task_name, model_spec, device_name, batch, modality=modality
+            )
             background = BackgroundProcess(command, env=self.env, cwd=workdir)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -205,15 +200,14 @@ class RestoreLogic:
 
         output_name = self.default_output_name(inputNode)
 
-        def deliver(path: str, final_task: Optional[str]):
-            return self._deliver(path, inputNode, outputNode, output_name, final_task)
+        def deliver(path: str, final_task: Optional[str], window: DisplayWindow):
+            return self._deliver(path, inputNode, outputNode, output_name, final_task, window)
 
         job = RestoreJob(
             background,
             workdir,
             output_path,
             deliver,
-            task=resolved_task,
             progress_callback=progress_callback,
             log_callback=log_callback,
             finished_callback=finished_callback,
@@ -230,6 +224,25 @@ class RestoreLogic:
             self.start_polling(job)
         return job
 
+    def process_parameters(self, parameters: RestoreParameters, wait: bool = False, **callbacks) -> RestoreJob:
+        """Restore what the parameter node holds (the panel's state); see :meth:`process`.
+
+        Args:
+            parameters: the module's parameter node (:meth:`parameters`).
+            wait: as in :meth:`process`.
+            callbacks: ``progress_callback``, ``log_callback``, ``finished_callback`` of :meth:`process`.
+        """
+        return self.process(
+            parameters.input_volume,
+            parameters.output_volume,
+            parameters.task,
+            parameters.model_spec,
+            parameters.device,
+            wait=wait,
+            batch_size=parameters.batch_size,
+            **callbacks,
+        )
+
     def build_command(
         self,
         input_path: str,
@@ -238,8 +251,9 @@ class RestoreLogic:
         model: str,
         device: str,
         batch_size: Optional[int] = None,
+        modality: Optional[str] = None,
     ) -> List[str]:
-        """The background process's command line."""
+        """The background process's command line (``modality``: the DICOM modality, when recorded)."""
         command = [
             self.python_executable,
             self.script_path,
@@ -254,6 +268,8 @@ class RestoreLogic:
             "--device",
             device,
         ]
+        if modality:
+            command += ["--modality", modality]
         if batch_size is not None:
             command += ["--batch-size", str(batch_size)]
         return command
@@ -261,7 +277,9 @@ class RestoreLogic:
     def start_polling(self, job: RestoreJob) -> None:
         """Arrange for ``job.poll()`` to be called regularly; here the caller does (Slicer: a QTimer)."""
 
-    def _deliver(self, result_path: str, input_node, output_node, output_name: str, task: Optional[str]):
+    def _deliver(
+        self, result_path: str, input_node, output_node, output_name: str, task: Optional[str], window: DisplayWindow
+    ):
         """Read the finished result into the output node (created now when there is none)."""
         scene = input_node.GetScene()
         if scene is None:
@@ -271,5 +289,5 @@ class RestoreLogic:
             output_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(output_name))
             volumes.place_beside(output_node, input_node)
         volumes.fill_output_volume(output_node, result, input_node)
-        volumes.apply_task_display(output_node, task, reference=input_node)
+        volumes.apply_task_display(output_node, task, window, reference=input_node)
         return output_node

@@ -4,22 +4,32 @@ The Slicer module starts this file with PythonSlicer (plain ``python`` works too
 network runs outside Slicer's main thread and Slicer stays responsive::
 
     python restore_volume_script.py --input in.nrrd --output out.nrrd \
-        --task ct --model tat --device auto [--batch-size 8]
+        --task auto --modality CT --model tat --device auto [--batch-size 8]
 
-All work happens in ``monai_tat.inference.restore_file`` (the same function as ``monai-tat
-restore``): it checks the paths, reads the input, loads the model, restores slice by slice and
-writes the result atomically with the input's geometry. This script adds only its progress lines.
+All work happens in ``monai_tat``: the task comes from its task registry (``monai_tat.tasks``:
+the DICOM modality Slicer recorded, else the intensities), and
+``monai_tat.inference.restore_file`` (the same function as ``monai-tat restore``) checks the
+paths, reads the input, loads the model, restores slice by slice and writes the result atomically
+with the input's geometry. This script adds only its progress lines.
 
 Protocol: every message is one line on stdout, ``<KIND> <payload>``, flushed at once:
 
 - ``STATUS <text>``: what the script is doing now (reading, loading the model, ...);
-- ``TASK <ct|pet|mri>``: the task the volume is restored for (resolved before the first slice);
+- ``TASK <name>``: the registry task the volume is restored for (resolved before the first slice);
+- ``WINDOW <low> <high>`` or ``WINDOW auto``: the task's display window in its physical units
+  (``TaskSpec.display_window``), or ``auto`` when the task has none (MRI); sent after TASK;
 - ``PROGRESS <done> <total>``: slices restored so far and slices in the volume;
 - ``DONE <path>``: the restored volume was written to ``path``;
-- ``ERROR <text>``: why the restoration failed (one line).
+- ``SETTING <name>``: the setting that fixes the error that follows (``task``, ``model``,
+  ``device``, ``batch_size``), when the library names one;
+- ``ERROR <text>``: why the restoration failed (one line, plain words from the library).
 
 Any other line (warnings of libraries, tracebacks) is free text for the log. Exit status: 0 on
 success, 2 for a problem the user can fix (bad file, wrong checkpoint, unknown task), 1 otherwise.
+
+The task names, modality codes and windows all come from ``monai_tat.tasks``; neither this script
+nor the Slicer module repeats them (the panel's task labels aside, which a test checks against
+the registry).
 
 This module imports nothing heavy at import time, so the Slicer logic can import it to share the
 protocol (:func:`format_message`, :func:`parse_message`) without torch.
@@ -34,15 +44,17 @@ from typing import Optional, Sequence, TextIO, Tuple
 
 STATUS = "STATUS"
 TASK = "TASK"
+WINDOW = "WINDOW"
 PROGRESS = "PROGRESS"
 DONE = "DONE"
+SETTING = "SETTING"
 ERROR = "ERROR"
-MESSAGE_KINDS = (STATUS, TASK, PROGRESS, DONE, ERROR)
+MESSAGE_KINDS = (STATUS, TASK, WINDOW, PROGRESS, DONE, SETTING, ERROR)
+AUTO = "auto"  # the automatic task, and a WINDOW line's payload for "no fixed window"
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
-
 
 
 def format_message(kind: str, *fields: object) -> str:
@@ -56,17 +68,23 @@ def format_message(kind: str, *fields: object) -> str:
 def parse_message(line: str) -> Optional[Tuple[str, object]]:
     """Parse one output line: ``(kind, payload)`` for a protocol line, ``None`` for free text.
 
-    The payload is ``(done, total)`` ints for PROGRESS and the remaining text otherwise.
+    The payload is ``(done, total)`` ints for PROGRESS, ``(low, high)`` floats or ``None``
+    (automatic) for WINDOW, and the remaining text otherwise.
     """
     kind, _, payload = line.strip().partition(" ")
     if kind not in MESSAGE_KINDS:
         return None
-    if kind == PROGRESS:
-        try:
+    try:
+        if kind == PROGRESS:
             done, total = (int(value) for value in payload.split())
-        except ValueError:
-            return None
-        return kind, (done, total)
+            return kind, (done, total)
+        if kind == WINDOW:
+            if payload.strip() == AUTO:
+                return kind, None
+            low, high = (float(value) for value in payload.split())
+            return kind, (low, high)
+    except ValueError:
+        return None  # a malformed line is free text, not a message
     return kind, payload.strip()
 
 
@@ -84,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", required=True, help="input volume (NRRD, NIfTI or MHA)")
     parser.add_argument("--output", required=True, help="restored volume to write (NRRD, NIfTI or MHA)")
-    parser.add_argument("--task", default="auto", help="restoration task: auto or a task name (ct, pet, mri)")
+    parser.add_argument("--task", default=AUTO, help="restoration task: auto or a task name of monai_tat.tasks")
+    parser.add_argument(
+        "--modality", default=None, help="DICOM modality recorded for the volume (CT, PT, MR ...), if any"
+    )
     parser.add_argument("--model", default="tat", help="tat, amir, a bundle directory or a checkpoint file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: automatic)")
@@ -96,11 +117,48 @@ class ScriptInputError(Exception):
     """monai_tat cannot be imported in this Python: nothing else can be checked or done."""
 
 
+def choose_task(task: Optional[str], modality: Optional[str]) -> str:
+    """The task to restore for: ``task`` checked against the registry, or ``"auto"``.
+
+    Automatic takes the task of the recorded DICOM ``modality`` when the registry knows it; with
+    no (or an unknown) modality it stays automatic, and ``restore_file`` decides from the
+    intensities. An explicit task that contradicts the recorded modality is refused, because a
+    CT restored as a PET (or the reverse) is silently wrong.
+
+    Raises:
+        UserInputError: an unknown task name, or one the modality contradicts (``setting="task"``).
+    """
+    from monai_tat.errors import UserInputError
+    from monai_tat.tasks import check_task, task_for_modality
+
+    recorded = task_for_modality(modality) if modality else None
+    if task is None or str(task).strip().lower() == AUTO:
+        return recorded or AUTO
+    chosen = check_task(str(task).strip())
+    if recorded is not None and recorded != chosen:
+        raise UserInputError(
+            f"this volume's DICOM modality is {modality.strip().upper()}, which is the {recorded} task, not "
+            f"{chosen}; choose {recorded} or automatic",
+            setting="task",
+        )
+    return chosen
+
+
+def emit_task(task: str) -> None:
+    """TASK and WINDOW lines for the resolved ``task``, its display window read from the registry."""
+    from monai_tat.tasks import get_task
+
+    window = get_task(task).display_window
+    emit(TASK, task)
+    emit(WINDOW, *(window if window is not None else (AUTO,)))
+
+
 def restore(args: argparse.Namespace) -> int:
     """Restore one volume file through ``monai_tat.inference.restore_file``, emitting protocol lines.
 
-    ``restore_file`` checks the paths, the model and the task before any slice is computed and
-    writes the result atomically; this script only turns its callbacks into protocol lines.
+    The task is checked before anything is read; ``restore_file`` checks the paths and the model
+    before any slice is computed and writes the result atomically; this script only turns its
+    callbacks into protocol lines.
     """
     emit(STATUS, "importing monai_tat and torch")
     try:
@@ -113,13 +171,17 @@ def restore(args: argparse.Namespace) -> int:
         ) from error
 
     try:
+        task = choose_task(args.task, args.modality)
         restore_file(
-            args.input, args.output, args.model, task=args.task, device=args.device, batch_size=args.batch_size,
-            overwrite=args.overwrite, status=lambda text: emit(STATUS, text), on_task=lambda task: emit(TASK, task),
+            args.input, args.output, args.model, task=task, device=args.device, batch_size=args.batch_size,
+            overwrite=args.overwrite, status=lambda text: emit(STATUS, text), on_task=emit_task,
             progress=lambda done, total: emit(PROGRESS, int(done), int(total)),
         )
     except (UserInputError, OSError) as error:
         # The same errors the command line reports as user errors (bad file, wrong checkpoint).
+        setting = getattr(error, "setting", None)
+        if setting:
+            emit(SETTING, setting)
         emit(ERROR, error)
         return EXIT_USER_ERROR
     emit(DONE, args.output)

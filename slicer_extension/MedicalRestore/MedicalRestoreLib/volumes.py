@@ -2,12 +2,14 @@
 
 Needs MRML only (``slicer`` from Slicer or from the ``slicer-core`` package) and VTK; no Qt.
 Volumes travel as NRRD files written and read by MRML's own storage node, so the file carries
-exactly the node's voxels and IJK-to-RAS geometry.
+exactly the node's voxels and IJK-to-RAS geometry. No task knowledge lives here: the DICOM
+modality is passed on as recorded, and the display window is the one the background process
+read from monai_tat's task registry.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import slicer
@@ -15,12 +17,12 @@ import vtk
 
 from MedicalRestoreLib.errors import RestoreError, RestoreInputError
 
-# DICOM Modality -> task; Slicer's DICOM import stores the modality on the subject hierarchy item.
-MODALITY_TASKS = {"CT": "ct", "PT": "pet", "PET": "pet", "MR": "mri", "MRI": "mri"}
+DICOM_MODALITY_ATTRIBUTE = "DICOM.Modality"  # where Slicer's DICOM import records (0008,0060)
 
-CT_DISPLAY_WINDOW_LEVEL = (400.0, 40.0)  # HU, the abdomen window the papers evaluate CT in
-PET_DISPLAY_PERCENTILE = 99.5  # upper end of the PET display range, robust to hot spots
-PET_COLOR_NODE_ID = "vtkMRMLColorTableNodeInvertedGrey"
+# Slicer colour table per task name (grey when not listed): PET is read as dark uptake on a white
+# background, the nuclear-medicine convention. A rendering choice of Slicer, not a task property.
+TASK_COLOR_NODE_IDS = {"pet": "vtkMRMLColorTableNodeInvertedGrey"}
+GREY_COLOR_NODE_ID = "vtkMRMLColorTableNodeGrey"
 
 
 def volume_dimensions(node) -> tuple:
@@ -100,17 +102,22 @@ def _subject_hierarchy(scene):
     return scene.GetNthNodeByClass(0, "vtkMRMLSubjectHierarchyNode")
 
 
-def modality_task(node) -> Optional[str]:
-    """The task named by the volume's DICOM modality (``"ct"``, ``"pet"``, ``"mri"``), if recorded."""
-    modality = node.GetAttribute("DICOM.Modality")
+def dicom_modality(node) -> Optional[str]:
+    """The DICOM Modality recorded for the volume (``"CT"``, ``"PT"``, ``"MR"`` ...), or None.
+
+    Read from the node's attribute, else from its subject hierarchy item (where Slicer's DICOM
+    import stores it); passed on as it is, for monai_tat's task registry to interpret.
+    """
+    modality = node.GetAttribute(DICOM_MODALITY_ATTRIBUTE)
     scene = node.GetScene()
     if not modality and scene is not None:
         hierarchy = _subject_hierarchy(scene)
         if hierarchy is not None:
             item = hierarchy.GetItemByDataNode(node)
             if item:
-                modality = hierarchy.GetItemAttribute(item, "DICOM.Modality")
-    return MODALITY_TASKS.get((modality or "").strip().upper())
+                modality = hierarchy.GetItemAttribute(item, DICOM_MODALITY_ATTRIBUTE)
+    modality = (modality or "").strip().upper()
+    return modality or None
 
 
 def write_volume_file(node, path: str) -> None:
@@ -191,11 +198,18 @@ def fill_output_volume(output, result, reference) -> None:
     output.EndModify(was_modifying)
 
 
-def apply_task_display(output, task: Optional[str], reference=None) -> None:
-    """Show the restored volume in a way suited to the task.
+def apply_task_display(
+    output, task: Optional[str], window: Optional[Tuple[float, float]] = None, reference=None
+) -> None:
+    """Show the restored volume as its task asks.
 
-    CT: grey, window 400 / level 40 HU. PET: inverted grey from 0 to the 99.5th percentile.
-    MRI: automatic window. Unknown task: the input's window and colours when it has a display.
+    Args:
+        output: the restored volume node.
+        task: the task the background process reported, or None when it reported none.
+        window: that task's display window ``(low, high)`` in physical units, as the background
+            process read it from monai_tat's task registry (HU for CT, SUV for PET); None for an
+            automatic window (MRI).
+        reference: the input node, whose look is copied when no task was reported.
     """
     if output.GetDisplayNode() is None:
         output.CreateDefaultDisplayNodes()
@@ -203,20 +217,7 @@ def apply_task_display(output, task: Optional[str], reference=None) -> None:
     if display is None:
         return  # no scene to hold a display node
     was_modifying = display.StartModify()
-    if task == "ct":
-        display.AutoWindowLevelOff()
-        display.SetWindowLevel(*CT_DISPLAY_WINDOW_LEVEL)
-    elif task == "pet":
-        scene = output.GetScene()
-        if scene is not None and scene.GetNodeByID(PET_COLOR_NODE_ID) is not None:
-            display.SetAndObserveColorNodeID(PET_COLOR_NODE_ID)
-        voxels = slicer.util.arrayFromVolume(output)
-        upper = float(np.percentile(voxels, PET_DISPLAY_PERCENTILE)) if voxels.size else 1.0
-        display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(0.0, upper if upper > 0 else 1.0)
-    elif task == "mri":
-        display.AutoWindowLevelOn()
-    else:
+    if task is None:
         source = reference.GetDisplayNode() if reference is not None else None
         if source is not None:
             display.SetAndObserveColorNodeID(source.GetColorNodeID())
@@ -224,6 +225,16 @@ def apply_task_display(output, task: Optional[str], reference=None) -> None:
             display.SetWindowLevel(source.GetWindow(), source.GetLevel())
         else:
             display.AutoWindowLevelOn()
+    else:
+        color_id = TASK_COLOR_NODE_IDS.get(task, GREY_COLOR_NODE_ID)
+        scene = output.GetScene()
+        if scene is not None and scene.GetNodeByID(color_id) is not None:
+            display.SetAndObserveColorNodeID(color_id)
+        if window is None:
+            display.AutoWindowLevelOn()
+        else:
+            display.AutoWindowLevelOff()
+            display.SetWindowLevelMinMax(float(window[0]), float(window[1]))
     display.EndModify(was_modifying)
 
 
