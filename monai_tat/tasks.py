@@ -128,7 +128,7 @@ def get_task(task: str) -> TaskSpec:
     """The :class:`TaskSpec` of ``task`` (case-insensitive); :class:`UserInputError` for an unknown name."""
     spec = TASK_SPECS.get(str(task).lower())
     if spec is None:
-        raise UserInputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+        raise UserInputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.", setting="task")
     return spec
 
 
