@@ -2,11 +2,13 @@
 
 MONAI workflows (``SupervisedEvaluator``, the bundles' ``inference.json`` / ``evaluate.json`` and
 the validation during training) hand an inferer a batch of channel-first volumes and the network.
-:class:`RestorationInferer` cuts each volume into 2D slices along its axial axis exactly as
-:func:`monai_tat.inference.restore_volume` does, runs them in batches (halving a batch that runs
-out of GPU memory) and reassembles the volume. Its input is already in the model range (the
-preprocessing's :class:`~monai_tat.transforms.TaskIntensityd`); the postprocessing's ``Invertd``
-returns the output to physical units.
+:class:`RestorationInferer` restores each volume with :func:`monai_tat.inference.restore_volume`,
+the package's one restoration path (axial slicing, batching, out-of-memory halving, clipping of the
+fixed-range tasks with out-of-range voxels kept), so a bundle restores exactly as ``monai-tat
+restore`` and the Slicer module do. Its input is in the model range, mapped by the preprocessing's
+:class:`~monai_tat.transforms.task_intensity.TaskIntensityd`; the bounds that transform recorded
+take each volume back to physical units for the engine (which maps them itself), and the result
+comes back in the model range for the postprocessing's ``Invertd``.
 
 Example::
 
@@ -26,13 +28,8 @@ from monai.utils import TraceKeys
 from torch import nn
 
 from monai_tat.errors import UserInputError
-from monai_tat.inference.devices import default_batch_size, resolve_amp
-from monai_tat.inference.engine import choose_slice_axis, slices_to_volume, volume_to_slices
+from monai_tat.inference.engine import restore_volume
 from monai_tat.tasks import get_task
-
-# The engine's batch loop (batching, out-of-memory halving). It has no public name yet; this is
-# the one place outside the engine that calls it.
-from monai_tat.inference.engine import _run_slices as run_slices  # noqa: E402  isort: skip
 
 __all__ = ["RestorationInferer"]
 
@@ -44,21 +41,21 @@ class RestorationInferer(Inferer):
 
     Per batch item: the slicing axis is the axial axis of the item's affine (``axis`` overrides
     it; a 2D image is one slice); for the tasks with a fixed physical model range (CT, PET) the
-    network sees its input clipped to [0, 1] and every voxel outside [0, 1] keeps its input value
-    in the output, as in :func:`monai_tat.inference.restore_volume`.
+    network sees its input clipped to [0, 1] and every voxel outside the range keeps its input
+    value, as in :func:`monai_tat.inference.restore_volume`.
 
     Args:
-        batch_size: slices per forward pass (default: the engine's, 8 on GPU and 1 on CPU).
+        batch_size: slices per forward pass (default: the engine's choice for the device).
         axis: slicing axis of 3D volumes, or None for each volume's axial axis.
         amp: None (float32), "bf16" or "fp16" autocast on CUDA.
 
-    Call: ``inferer(inputs, network, task=...)`` where ``task`` is the batch's task names (what a
-    DataLoader collates from the items' ``task``; pass it with
-    ``monai.engines.PrepareBatchExtraInput({"task": "task"})``). Without ``task`` the task recorded
-    by :class:`~monai_tat.transforms.TaskIntensityd` on each input is used.
+    Call: ``inferer(inputs, network, task=...)``. Each input must carry the record of
+    :class:`~monai_tat.transforms.task_intensity.TaskIntensityd` (its task and bounds); ``task``
+    (the batch's task names, e.g. passed by ``monai.engines.PrepareBatchExtraInput({"task":
+    "task"})``) is checked against it.
 
     Returns:
-        a float32 MetaTensor shaped like ``inputs`` with its metadata, on the inputs' device.
+        a float32 MetaTensor shaped like ``inputs``, with its metadata, in the model range.
     """
 
     def __init__(self, batch_size: int | None = None, axis: int | None = None, amp: str | bool | None = None) -> None:
@@ -73,62 +70,46 @@ class RestorationInferer(Inferer):
             raise UserInputError(
                 f"the restoration inferer takes (batch, 1, H, W) or (batch, 1, I, J, K) images, got {tuple(inputs.shape)}"
             )
-        tasks = self._tasks(inputs, task)
+        n = inputs.shape[0]
+        names = [None] * n if task is None else ([task] * n if isinstance(task, str) else [str(t) for t in task])
+        if len(names) != n:
+            raise UserInputError(f"got {len(names)} task names for a batch of {n} images")
         device = _network_device(network, inputs.device)
-        amp_dtype = resolve_amp(self.amp, device)
-        restored = [
-            self._restore_item(inputs, b, tasks[b], network, device, amp_dtype) for b in range(inputs.shape[0])
-        ]
+        restored = [self._restore_item(inputs, b, names[b], network, device) for b in range(n)]
         out = torch.stack(restored)[:, None].to(inputs.device)
         if isinstance(inputs, MetaTensor):
             return MetaTensor(out, meta=inputs.meta, applied_operations=inputs.applied_operations)
         return out
 
-    def _restore_item(self, inputs: torch.Tensor, b: int, task: str, network: nn.Module, device: torch.device,
-                      amp_dtype: torch.dtype | None) -> torch.Tensor:
+    def _restore_item(self, inputs: torch.Tensor, b: int, task: str | None, network: nn.Module,
+                      device: torch.device) -> torch.Tensor:
+        record = _intensity_record(inputs, b)
+        if task is not None and get_task(task).name != record["task"]:
+            raise UserInputError(f"image {b} was mapped for task {record['task']} but the batch says {task}")
+        lower, upper = float(record["lower"]), float(record["upper"])
         item = inputs[b, 0]
         item = (item.as_tensor() if isinstance(item, MetaTensor) else item).detach().float().cpu()
         affine = None
         if isinstance(inputs, MetaTensor):
             affine = inputs.affine[b] if inputs.affine.ndim == 3 else inputs.affine
-        volume = MetaTensor(item, affine=affine)
-        axis = choose_slice_axis(volume, self.axis)
-        model_input = item
-        outside = None
-        if get_task(task).fixed_range:
-            outside = (model_input < 0.0) | (model_input > 1.0)
-            model_input = model_input.clamp(0.0, 1.0)
-        slices = volume_to_slices(model_input, axis)
-        batch_size = int(self.batch_size or default_batch_size(device))
-        restored = run_slices(network, slices, device, batch_size, amp_dtype, None, None)
-        result = slices_to_volume(restored, axis, model_input.shape)
-        if outside is not None:
-            result = torch.where(outside, item, result)
-        return result
-
-    @staticmethod
-    def _tasks(inputs: torch.Tensor, task: TaskArgument) -> list[str]:
-        n = inputs.shape[0]
-        if task is None:
-            return [_recorded_task(inputs, b) for b in range(n)]
-        names = [task] * n if isinstance(task, str) else [str(t) for t in task]
-        if len(names) != n:
-            raise UserInputError(f"got {len(names)} task names for a batch of {n} images")
-        return [get_task(t).name for t in names]
+        physical = MetaTensor(item * (upper - lower) + lower, affine=affine)
+        restored = restore_volume(physical, network, record["task"], device=device, batch_size=self.batch_size,
+                                  axis=self.axis, amp=self.amp)
+        return (restored.as_tensor() - lower) / (upper - lower)
 
 
-def _recorded_task(inputs: torch.Tensor, b: int) -> str:
-    """The task TaskIntensityd recorded on batch item ``b``."""
+def _intensity_record(inputs: torch.Tensor, b: int) -> dict[str, Any]:
+    """Task and bounds that TaskIntensityd recorded on batch item ``b``."""
     ops = inputs.applied_operations if isinstance(inputs, MetaTensor) else []
     if ops and isinstance(ops[0], list):  # a collated batch keeps one list per item
         ops = ops[b]
     for op in reversed(ops):
         info = op.get(TraceKeys.EXTRA_INFO) or {}
-        if op.get(TraceKeys.CLASS_NAME) == "TaskIntensityd" and "task" in info:
-            return str(info["task"])
+        if op.get(TraceKeys.CLASS_NAME) == "TaskIntensityd" and {"task", "lower", "upper"} <= set(info):
+            return info
     raise UserInputError(
-        "the restoration inferer needs each image's task: map the images with TaskIntensityd, or pass task=... "
-        "(for example with monai.engines.PrepareBatchExtraInput({'task': 'task'}))"
+        "the restoration inferer restores images mapped by TaskIntensityd (which records their task and "
+        "intensity bounds); add it to the preprocessing"
     )
 
 

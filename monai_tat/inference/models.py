@@ -64,7 +64,14 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     """
     path = model_path(spec)
     state, config = read_checkpoint(path)
-    model = _build(state, config, path)
+    try:
+        model = _build(state, config, path)
+    except CheckpointMismatchError:
+        if not path.is_dir() or config is None:
+            raise
+        # A bundle trained with another network_def than its configs describe (e.g. the papers'
+        # size as a command-line override): the weights themselves tell the network's size.
+        model = _build(state, None, path)
     return model.to(resolve_device(device)).eval()
 
 

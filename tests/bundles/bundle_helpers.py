@@ -28,6 +28,7 @@ TINY = {
     },
 }
 TINY_BATCH = {"tat_allinone": {"samples_per_task": 1}, "amir_allinone": {"batch_size": 3}}
+NETWORK_NAMES = {"tat_allinone": "TAT", "amir_allinone": "AMIR"}
 _RANGES = {"ct": (-1000.0, 200.0), "pet": (0.0, 8.0), "mri": (0.0, 1500.0)}
 
 
@@ -73,13 +74,15 @@ def bundle_run(config: str | list[str], cwd: Path, overrides: dict, launcher: li
     return run_cli([*launcher, "-m", "monai.bundle", "run", "--config_file", config_file, *cli_args(overrides)], cwd)
 
 
-def copy_bundle(name: str, dest: Path) -> Path:
-    """A working copy of ``bundles/<name>`` without weights or outputs (runs write models/ and eval/)."""
-    return Path(shutil.copytree(BUNDLES / name, dest / name, ignore=shutil.ignore_patterns("models", "eval")))
+def copy_bundle(name: str, dest: Path, weights: bool = False) -> Path:
+    """A working copy of ``bundles/<name>`` (without the shipped weights unless ``weights``; runs write
+    models/, eval/ and runs/)."""
+    ignore = shutil.ignore_patterns("eval", "runs", *(() if weights else ("models",)))
+    return Path(shutil.copytree(BUNDLES / name, dest / name, ignore=ignore))
 
 
 def train_overrides(name: str, dataset_dir: Path, iterations: int = 4) -> dict:
     return {
-        "dataset_dir": dataset_dir, "max_iterations": iterations, "val_interval": 2, "log_interval": 1,
-        "num_workers": 0, "patch_size": [32, 32], **TINY_BATCH[name], **TINY[name],
+        "dataset_dir": dataset_dir, "max_iterations": iterations, "val_interval": 2, "checkpoint_interval": 2,
+        "log_interval": 1, "num_workers": 0, "patch_size": [32, 32], **TINY_BATCH[name], **TINY[name],
     }

@@ -1,93 +1,131 @@
-"""Both bundles end to end with MONAI's CLI on a tiny synthetic dataset and a tiny network:
-train.json, then evaluate.json and inference.json on its checkpoint, then a traced export."""
+"""Both bundles as standard MONAI workflows on a tiny synthetic dataset in the documented datalist
+format: property checks, then ``python -m monai.bundle run`` of train.json (a tiny network),
+evaluate.json and inference.json on what it trained, resuming, and ``monai-tat restore --model``
+on the trained bundle folder."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ckpt_export
+from monai.bundle import ConfigWorkflow
 
-from bundle_helpers import BUNDLE_NAMES, TINY, bundle_run, copy_bundle, train_overrides
+from bundle_helpers import BUNDLE_NAMES, NETWORK_NAMES, TINY, bundle_run, cli_args, copy_bundle, run_cli, train_overrides
 
 from monai_tat.inference import load_model, restore_volume
 from monai_tat.io import read_volume
-from monai_tat.metrics import METRIC_NAMES
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def _workflow(root: Path, config: str, workflow_type: str, dataset_dir: Path) -> ConfigWorkflow:
+    workflow = ConfigWorkflow(
+        config_file=str(root / "configs" / config), meta_file=str(root / "configs" / "metadata.json"),
+        logging_file=str(root / "configs" / "logging.conf"), workflow_type=workflow_type,
+        bundle_root=str(root), dataset_dir=str(dataset_dir),
+    )
+    workflow.initialize()
+    return workflow
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+@pytest.mark.parametrize("config, workflow_type", [("inference.json", "infer"), ("evaluate.json", "infer"),
+                                                    ("train.json", "train")])
+def test_standard_workflow_properties(name: str, config: str, workflow_type: str, tmp_path: Path,
+                                      dataset_dir: Path) -> None:
+    workflow = _workflow(copy_bundle(name, tmp_path, weights=True), config, workflow_type, dataset_dir)
+    assert workflow.check_properties() == []
+    inferer = workflow.inferer if workflow_type == "infer" else workflow.val_inferer
+    assert type(inferer).__name__ == "RestorationInferer"
 
 
 @pytest.fixture(scope="module", params=BUNDLE_NAMES)
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path):
-    """(bundle name, working copy of the bundle after 4 training iterations, CLI output)."""
+    """(bundle name, working copy of the bundle after 4 training iterations of a tiny network, CLI output)."""
     name = request.param
     root = copy_bundle(name, tmp_path_factory.mktemp(name))
     proc = bundle_run("train.json", root, train_overrides(name, dataset_dir))
     return name, root, proc.stdout + proc.stderr
 
 
-def test_train_saves_validated_checkpoint(trained, dataset_dir: Path) -> None:
+@pytest.mark.slow
+def test_train_saves_plain_ema_weights_and_checkpoints(trained) -> None:
     name, root, log = trained
-    assert "iteration 4/4" in log
+    assert "val_psnr" in log and "train_loss" in log
     state = torch.load(root / "models" / "model.pt", weights_only=True)
-    net = load_model(root / "models" / "model.pt")
-    assert type(net).__name__ == {"tat_allinone": "TAT", "amir_allinone": "AMIR"}[name]
-    assert net.config["dim"] == TINY[name]["network_def#dim"] and set(state) == set(net.state_dict())
-    for iteration in (2, 4):
-        summary = _read_csv(root / "eval" / "validation" / f"iteration_{iteration:07d}_summary.csv")
-        assert [r["task"] for r in summary] == ["ct", "pet", "mri"]
-        assert all(float(r["psnr"]) > 0 and int(r["n"]) == 3 for r in summary)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    net = load_model(root)  # the bundle folder, as `monai-tat restore --model` and Slicer read it
+    assert type(net).__name__ == NETWORK_NAMES[name] and net.config["dim"] == TINY[name]["network_def#dim"]
+    assert set(state) == set(net.state_dict())
+    full = torch.load(root / "runs" / "checkpoint_final.pt", weights_only=True)
+    assert {"network", "ema", "optimizer", "lr_scheduler", "loss", "trainer"} <= set(full)
+    assert full["trainer"]["iteration"] == 4
 
 
-def test_evaluate_reports_per_task_and_per_slice(trained, dataset_dir: Path) -> None:
+@pytest.mark.slow
+def test_rerunning_the_same_command_resumes(trained, dataset_dir: Path, tmp_path: Path) -> None:
     name, root, _ = trained
-    bundle_run("evaluate.json", root, {"dataset_dir": dataset_dir})
-    summary = {r["task"]: r for r in _read_csv(root / "eval" / "evaluation_summary.csv")}
-    rows = _read_csv(root / "eval" / "evaluation_metrics.csv")
-    assert set(summary) == {"ct", "pet", "mri"} and len(rows) == 9
-    # The saved checkpoint is the best validated one: evaluation on the same data reproduces its scores.
-    rounds = [_read_csv(root / "eval" / "validation" / f"iteration_{i:07d}_summary.csv") for i in (2, 4)]
-    best = max(rounds, key=lambda r: sum(float(x["psnr"]) for x in r))
-    for row in best:
-        for metric in METRIC_NAMES:
-            assert float(summary[row["task"]][metric]) == pytest.approx(float(row[metric]), rel=1e-5)
+    resumed = Path(shutil.copytree(root, tmp_path / name))
+    proc = bundle_run("train.json", resumed, train_overrides(name, dataset_dir, iterations=6))
+    assert "Restored all variables from" in proc.stdout + proc.stderr
+    full = torch.load(resumed / "runs" / "checkpoint_final.pt", weights_only=True)
+    assert full["trainer"]["iteration"] == 6  # 4 before, 2 more: not 6 from scratch
+    assert full["lr_scheduler"]["last_epoch"] == 6
 
 
-def test_inference_writes_restored_volumes_with_geometry(trained, dataset_dir: Path) -> None:
+@pytest.mark.slow
+def test_evaluate_reports_paper_metrics_and_paired_test(trained, dataset_dir: Path) -> None:
     name, root, _ = trained
-    bundle_run("inference.json", root, {"dataset_dir": dataset_dir})
-    net = load_model(root / "models" / "model.pt")
+    proc = bundle_run("evaluate.json", root, {"dataset_dir": dataset_dir, **TINY[name]})
+    assert "psnr" in proc.stdout + proc.stderr
+    summary = json.loads((root / "eval" / "evaluation_summary.json").read_text())
+    assert set(summary) == {"ct", "pet", "mri"}
+    for task, s in summary.items():
+        assert s["slices"] == 3 and s["restored_vs_input"]["psnr"]["n"] == 3
+        assert s["restored_vs_input"]["psnr"]["mean_difference"] == pytest.approx(
+            s["restored"]["psnr"] - s["input"]["psnr"])
+        assert 0.0 <= s["restored_vs_input"]["psnr"]["p_value"] <= 1.0
+    with open(root / "eval" / "evaluation_images.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["task"] for r in rows) == ["ct", "mri", "pet"]
+
+
+@pytest.mark.slow
+def test_inference_writes_physical_units_with_the_input_geometry(trained, dataset_dir: Path) -> None:
+    name, root, _ = trained
+    bundle_run("inference.json", root, {"dataset_dir": dataset_dir, **TINY[name]})
+    net = load_model(root)
     for task in ("ct", "pet", "mri"):
         source = read_volume(dataset_dir / task / "lq.nii.gz")
         restored = read_volume(root / "eval" / "restored" / task / "lq_restored.nii.gz")
         assert restored.shape == source.shape
         torch.testing.assert_close(restored.affine, source.affine)
-        # Same engine as the CLI: restoring in-process with the checkpoint gives the same image.
+        # The engine's own restoration (CLI, Slicer) of the same file gives the same image in HU / SUV / MRI units.
         expected = restore_volume(source, net, task, device="cpu")
         torch.testing.assert_close(restored.as_tensor(), expected.as_tensor(), rtol=1e-4, atol=1e-3)
-        assert not torch.allclose(restored.as_tensor(), source.as_tensor())  # the network did act
+        assert not torch.allclose(restored.as_tensor(), source.as_tensor())
 
 
-def test_traced_export_matches_the_network(trained) -> None:
+@pytest.mark.slow
+def test_traced_export_and_monai_tat_restore_of_the_trained_bundle(trained, dataset_dir: Path, tmp_path: Path) -> None:
     name, root, _ = trained
-    configs = root / "configs"
-    ckpt_export(
-        net_id="network_def", filepath=str(root / "models" / "model.ts"), ckpt_file=str(root / "models" / "model.pt"),
-        meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"), use_trace=True,
-        **TINY[name],
-    )
-    extra = {"metadata.json": "", "inference.json": ""}
-    traced = torch.jit.load(str(root / "models" / "model.ts"), _extra_files=extra)
-    assert json.loads(extra["inference.json"])["network_def"]["_target_"].endswith(
-        {"tat_allinone": "TAT", "amir_allinone": "AMIR"}[name]
-    )
-    net = load_model(root / "models" / "model.pt")
+    export = ["-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", "models/model.ts", "--ckpt_file",
+              "models/model.pt", "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json",
+              "--use_trace", "True", *cli_args(TINY[name])]
+    run_cli([sys.executable, *export], root)
+    traced = torch.jit.load(str(root / "models" / "model.ts"))
     x = torch.rand(1, 1, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(traced(x), net(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(traced(x), load_model(root)(x), rtol=1e-4, atol=1e-4)
+    out = tmp_path / "restored.nii.gz"
+    run_cli(["monai-tat", "restore", str(dataset_dir / "ct" / "lq.nii.gz"), str(out), "--model", str(root),
+             "--task", "ct", "--device", "cpu", "--quiet"], tmp_path)
+    source = read_volume(dataset_dir / "ct" / "lq.nii.gz")
+    restored = read_volume(out)
+    assert restored.shape == source.shape
+    torch.testing.assert_close(restored.affine, source.affine)
+    expected = restore_volume(source, load_model(root), "ct", device="cpu")
+    torch.testing.assert_close(restored.as_tensor(), expected.as_tensor(), rtol=1e-4, atol=1e-3)

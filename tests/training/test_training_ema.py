@@ -1,31 +1,53 @@
-"""EMA of weights: first update copies, then ema = beta * ema + (1 - beta) * weights; wrappers unwrapped."""
+"""WeightEMA: ema = decay * ema + (1 - decay) * weights after every iteration, warm-up, resumable state."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from ignite.engine import Engine
 from torch import nn
 
-from monai_tat.training import create_ema, save_state_dict, unwrap_model
+from monai_tat.training import WeightEMA
 
 
-def test_ema_update_rule_and_unwrap(tmp_path) -> None:
+def _train(net: nn.Linear, values: list[float]):
+    def step(engine, value):
+        with torch.no_grad():
+            net.weight.fill_(value)
+
+    return Engine(step), values
+
+
+def test_update_rule_after_every_iteration() -> None:
     net = nn.Linear(2, 1)
-    ema = create_ema(nn.DataParallel(net), decay=0.9)
-    assert unwrap_model(ema) is not net and isinstance(unwrap_model(ema), nn.Linear)
     with torch.no_grad():
         net.weight.fill_(1.0)
-    ema.update_parameters(net)  # first update: copy
-    torch.testing.assert_close(unwrap_model(ema).weight, torch.ones(1, 2))
-    with torch.no_grad():
-        net.weight.fill_(3.0)
-    ema.update_parameters(net)
-    torch.testing.assert_close(unwrap_model(ema).weight, torch.full((1, 2), 0.9 * 1.0 + 0.1 * 3.0))
-    saved = torch.load(save_state_dict(ema, tmp_path / "m.pt"), weights_only=True)
-    assert set(saved) == {"weight", "bias"}  # plain keys, no "module." / "n_averaged"
-    torch.testing.assert_close(saved["weight"], torch.full((1, 2), 1.2))
+    ema = WeightEMA(net, decay=0.9)
+    engine, values = _train(net, [3.0, 3.0])
+    ema.attach(engine)
+    engine.run(values, max_epochs=1)
+    # starts as a copy (1.0), then 0.9 * 1 + 0.1 * 3 = 1.2, then 0.9 * 1.2 + 0.1 * 3 = 1.38
+    torch.testing.assert_close(ema.ema_model.weight, torch.full((1, 2), 1.38))
+    assert ema.ema_model is not net
+
+
+def test_warmup_follows_the_network_first_and_state_round_trips() -> None:
+    net = nn.Linear(1, 1)
+    ema = WeightEMA(net, decay=0.99, warmup_iterations=3)
+    engine, values = _train(net, [5.0, 7.0])
+    ema.attach(engine)
+    engine.run(values, max_epochs=1)
+    # momentum 1 at the first step (a copy: 5), then halfway to 1 - decay: 0.505 * 7 + 0.495 * 5
+    assert float(ema.ema_model.weight) == pytest.approx(0.505 * 7.0 + 0.495 * 5.0)
+    state = ema.state_dict()
+    assert state["warmup_step"] == 2 and set(state["model"]) == {"weight", "bias"}
+    other = WeightEMA(nn.Linear(1, 1), decay=0.99, warmup_iterations=3)
+    other.attach(Engine(lambda e, b: None))
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.ema_model.weight, ema.ema_model.weight)
+    assert other.momentum_scheduler.event_index == 2
 
 
 def test_decay_out_of_range() -> None:
     with pytest.raises(ValueError, match="decay"):
-        create_ema(nn.Linear(1, 1), decay=1.0)
+        WeightEMA(nn.Linear(1, 1), decay=1.0)

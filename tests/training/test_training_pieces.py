@@ -1,0 +1,95 @@
+"""The MONAI pieces of the training stack: the task-dispatching intensity transform (and its
+inverse through Invertd), the restoration inferer, the papers' PSNR as a MONAI metric, and the
+trainer iteration that gives the objective the LQ input and the tasks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.engines import SupervisedTrainer
+from monai.transforms import Compose, Invertd
+from torch import nn
+
+from monai_tat.errors import UserInputError
+from monai_tat.inference import restore_volume
+from monai_tat.inference.inferer import RestorationInferer
+from monai_tat.metrics import psnr
+from monai_tat.metrics.monai_metrics import PaperPSNRMetric
+from monai_tat.training import RestorationIteration
+from monai_tat.transforms.task_intensity import TaskIntensityd
+
+
+def _volume(low: float, high: float, seed: int = 0) -> MetaTensor:
+    rng = np.random.default_rng(seed)
+    data = rng.uniform(low, high, size=(1, 12, 10, 3)).astype(np.float32)
+    return MetaTensor(torch.from_numpy(data), affine=torch.diag(torch.tensor([0.8, 0.8, 2.0, 1.0])))
+
+
+def test_each_item_mapped_by_its_task_and_inverted_by_invertd() -> None:
+    pre = Compose([TaskIntensityd("image")])
+    ct = pre({"image": _volume(-1100, 3500), "task": "ct"})
+    torch.testing.assert_close(ct["image"].as_tensor(), (_volume(-1100, 3500).as_tensor() + 1024) / 4096)
+    mri = pre({"image": _volume(0, 900), "task": "MRI"})
+    lo, hi = np.percentile(_volume(0, 900).numpy(), (0.5, 99.5))
+    torch.testing.assert_close(mri["image"].as_tensor(), (_volume(0, 900).as_tensor() - lo) / (hi - lo),
+                               rtol=1e-4, atol=1e-5)
+    restored = {**mri, "pred": mri["image"].clone() * 1.0}
+    back = Invertd("pred", transform=pre, orig_keys="image")(restored)["pred"]
+    torch.testing.assert_close(back.as_tensor(), _volume(0, 900).as_tensor(), rtol=1e-5, atol=1e-3)
+
+
+def test_label_mapped_with_the_inputs_bounds_and_fixed_range_clipping() -> None:
+    t = TaskIntensityd(["image", "label"], ref_key="image", clip="fixed_range")
+    image, label = _volume(0, 400, seed=1), _volume(0, 800, seed=2)
+    out = t({"image": image, "label": label, "task": "mri"})
+    lo, hi = np.percentile(image.numpy(), (0.5, 99.5))
+    torch.testing.assert_close(out["label"].as_tensor(), (label.as_tensor() - lo) / (hi - lo), rtol=1e-4, atol=1e-5)
+    pet = t({"image": _volume(0, 30), "label": _volume(0, 30, seed=3), "task": "pet"})
+    assert float(pet["image"].max()) == 1.0 and float(pet["label"].min()) >= 0.0
+    with pytest.raises(UserInputError, match="task"):
+        t({"image": image, "label": label})
+
+
+def test_inferer_restores_as_the_engine_does() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)).eval()
+    volume = _volume(-1500, 3500)[0]  # CT with voxels outside the model range
+    mapped = TaskIntensityd("image")({"image": volume[None], "task": "ct"})["image"]
+    batch = MetaTensor(mapped[None], meta=mapped.meta, applied_operations=[mapped.applied_operations])
+    batch.is_batch = True
+    pred = RestorationInferer()(batch, net, task=["ct"])
+    assert pred.shape == batch.shape
+    physical = pred[0, 0].as_tensor() * 4096 - 1024
+    expected = restore_volume(volume, net, "ct", device="cpu")
+    torch.testing.assert_close(physical, expected.as_tensor(), rtol=1e-5, atol=2e-3)
+    with pytest.raises(UserInputError, match="TaskIntensityd"):
+        RestorationInferer()(torch.rand(1, 1, 8, 8), net)
+
+
+def test_paper_psnr_metric_is_the_mean_over_slices() -> None:
+    label = _volume(-200, 300, seed=4)
+    pred = label + torch.randn_like(label) * 20
+    metric = PaperPSNRMetric()
+    metric(pred[None], label[None], task="ct")
+    expected = np.mean([psnr(pred[0, :, :, k], label[0, :, :, k], "ct") for k in range(3)])
+    assert float(metric.aggregate()) == pytest.approx(expected)
+    with pytest.raises(UserInputError, match="task"):
+        metric(pred[None], label[None])
+
+
+def test_iteration_gives_the_objective_the_input_and_tasks() -> None:
+    seen = {}
+
+    def objective(pred, label, image=None, task=None):
+        seen["image"], seen["task"] = image, task
+        return (pred - label).abs().mean()
+
+    net = nn.Conv2d(1, 1, 1)
+    batch = {"image": torch.rand(2, 1, 4, 4), "label": torch.rand(2, 1, 4, 4), "task": ["ct", "mri"]}
+    trainer = SupervisedTrainer(device="cpu", max_epochs=1, train_data_loader=[batch], network=net,
+                                optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_function=objective,
+                                iteration_update=RestorationIteration(), decollate=False)
+    trainer.run()
+    assert seen["task"] == ["ct", "mri"] and torch.equal(seen["image"], batch["image"])
+    assert trainer.loss_function is objective and trainer.state.output["loss"] > 0
