@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from monai.transforms import Transform
 from monai.utils import TransformBackends
+from scipy.integrate import trapezoid
 from scipy.ndimage import gaussian_filter
 
 from monai_tat.errors import UserInputError
@@ -98,7 +99,7 @@ def _transfer(rho: np.ndarray, name: str, postfilter_fwhm: float) -> np.ndarray:
 def _noise_gain(name: str, postfilter_fwhm: float) -> float:
     """``kappa``: reconstructed variance per unit (mean line integral / counts per SUV pixel)."""
     rho = np.linspace(-0.5, 0.5, 20001)
-    return float(math.pi**2 * np.trapezoid(rho**2 * _transfer(rho, name, postfilter_fwhm) ** 2, rho))
+    return float(math.pi**2 * trapezoid(rho**2 * _transfer(rho, name, postfilter_fwhm) ** 2, rho))
 
 
 def _power(rho: np.ndarray, name: str, postfilter_fwhm: float) -> np.ndarray:

@@ -1,0 +1,64 @@
+"""Pairs from high-quality images: the same chain for reference and degraded image, physical units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monai_tat.demo.pair_simulation import ct_pair, mri_pair, pet_counts, pet_pair, write_nifti
+from monai_tat.io import read_volume
+from monai_tat.transforms import KSpaceTruncation
+
+
+def _disc(n: int, inside: float, outside: float) -> np.ndarray:
+    yy, xx = np.mgrid[:n, :n] - n / 2 + 0.5
+    return np.where(yy**2 + xx**2 <= (0.4 * n) ** 2, inside, outside)[:, :, None].repeat(2, axis=2)
+
+
+def test_ct_pair_adds_only_the_missing_noise_and_stores_integer_hu():
+    hu = _disc(64, 40.0, -1000.0)
+    rng = np.random.default_rng(0)
+    hq, lq, params = ct_pair(hu, 5.0, 3.0, rng, dose_fraction=0.25, fluence_scale=0.02)  # noisy enough to see
+    np.testing.assert_array_equal(hq, hu)  # a real scan is its own reference
+    assert np.array_equal(lq, np.round(lq)) and params["dose_fraction"] == 0.25
+    inside = hu > 0
+    assert abs(float(lq[inside].mean() - 40.0)) < 2.0 and float((lq - hq)[inside].std()) > 3.0
+    phantom_hq, phantom_lq, p = ct_pair(hu, 5.0, 3.0, rng, noisy_input=False, fluence_scale=0.02)
+    assert p["hq_noise_added"] and float((phantom_hq - hu)[inside].std()) > 1.0  # full-dose noise in the reference
+    assert 0.15 <= p["dose_fraction"] <= 0.35
+
+
+def test_pet_pair_keeps_the_mean_and_the_reference_has_full_dose_noise():
+    suv = _disc(64, 2.0, 0.0)
+    hq, lq, params = pet_pair(suv, (4.0, 4.0, 4.0), np.random.default_rng(1), dose_reduction_factor=12.0)
+    inside = suv > 0
+    noise_hq = float((hq - suv)[inside].std())
+    noise_lq = float((lq - suv)[inside].std())
+    assert noise_hq > 0 and noise_lq / noise_hq == pytest.approx(np.sqrt(12), rel=0.3)
+    assert float(lq[inside].mean()) == pytest.approx(2.0, rel=0.03) and float(lq.min()) >= 0
+    assert params["counts_per_suv_pixel"] == pytest.approx(200.0 * params["count_scale"])
+    assert pet_counts((2.0, 2.0, 4.0), False) == pytest.approx(50.0)  # smaller voxels, fewer counts
+    assert pet_counts((2.0, 2.0, 50.0), True) == pytest.approx(25.0)  # independent slices: cubic voxels
+
+
+def test_mri_pair_is_12_bit_integer_and_lq_is_the_truncated_reference():
+    signal = _disc(64, 300.0, 10.0) + np.random.default_rng(2).random((64, 64, 2)) * 20
+    hq, lq, params = mri_pair(signal, np.random.default_rng(3), p995_level=2500.0)
+    assert float(np.percentile(hq, 99.5)) == pytest.approx(2500.0, rel=0.01)
+    assert np.array_equal(hq, np.round(hq)) and np.array_equal(lq, np.round(lq))
+    assert 0 <= float(lq.min()) and float(lq.max()) <= 4095
+    expected = np.clip(np.round(np.asarray(KSpaceTruncation(4)(hq[None]))[0]), 0, 4095)
+    np.testing.assert_array_equal(lq, expected)
+    assert params["factor"] == 4.0
+
+
+def test_nifti_keeps_geometry_values_and_integer_storage(tmp_path):
+    affine = np.array([[-0.7, 0, 0, 10.0], [0, -0.7, 0, 20.0], [0, 0, 5.0, -30.0], [0, 0, 0, 1.0]])
+    hu = np.round(np.random.default_rng(4).normal(0, 100, (8, 6, 3)))
+    path = write_nifti(hu, affine, tmp_path / "ct.nii.gz", "int16")
+    back = read_volume(path)
+    np.testing.assert_allclose(back.numpy(), hu)
+    np.testing.assert_allclose(back.affine.numpy(), affine, atol=1e-5)
+    import nibabel as nib
+
+    assert nib.load(str(path)).get_data_dtype() == np.int16

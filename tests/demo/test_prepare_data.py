@@ -1,0 +1,165 @@
+"""The training cache: real anatomy + phantoms in a datalist, held-out volumes kept apart (synthetic sources)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom.data
+import pytest
+import SimpleITK as sitk
+from monai.data import load_decathlon_datalist
+
+from monai_tat.demo.anatomy_volumes import load_anatomy
+from monai_tat.demo import prepare_data
+from monai_tat.demo.prepare_data import Plan, plan_jobs, prepare
+from monai_tat.errors import UserInputError
+from monai_tat.io import read_volume
+
+TINY = Plan(
+    ct_variants=(1, 1),
+    pet_variants={"pyradiomics_lung1": 1, "pyradiomics_brain1": 2},
+    validation=("pyradiomics_brain1",),
+    phantoms={"ct": (2, 1, 48), "pet": (2, 1, 48), "mri": (2, 2, 48)},  # volume 0 of each: validation
+)
+
+
+def _chest(n: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[:n, :n] - n / 2 + 0.5
+    hu = np.full((n, n), -1000.0)
+    hu[(xx / (0.45 * n)) ** 2 + (yy / (0.33 * n)) ** 2 <= 1] = 40.0
+    for side in (-1, 1):
+        hu[((xx - side * 0.2 * n) / (0.12 * n)) ** 2 + (yy / (0.2 * n)) ** 2 <= 1] = -850.0
+    return np.stack([hu + rng.normal(0, 10, hu.shape) for _ in range(3)])  # (K, J, I) for ITK
+
+
+def _head(n: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[:n, :n] - n / 2 + 0.5
+    r = np.hypot(xx, yy)
+    image = np.where(r < 0.45 * n, 1500.0, 0.0)
+    image[r < 0.41 * n] = 20.0
+    image[r < 0.37 * n] = 500.0
+    image[r < 0.29 * n] = 700.0
+    image[r < 0.07 * n] = 150.0
+    return np.stack([image + rng.normal(0, 5, image.shape) for _ in range(3)])
+
+
+def _write_source(root: Path, name: str, files: dict[str, Path]) -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    for target, src in files.items():
+        shutil.copyfile(src, folder / target)
+    record = {"name": name, "package": name, "version": "0", "client": "pip-sdist", "licence": "MIT",
+              "status": "ok", "description": "synthetic", "files": [{"name": f} for f in files]}
+    (folder / "source.json").write_text(json.dumps(record))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """A cache whose sources are synthetic stand-ins for pyradiomics, plus pydicom's installed CT_small."""
+    root = tmp_path_factory.mktemp("cache")
+    scratch = tmp_path_factory.mktemp("scratch")
+    rng = np.random.default_rng(0)
+    files = {}
+    volumes = {"lung1": (_chest(64, rng), (5.0, 5.0, 5.0)), "lung2": (_chest(64, rng), (5.0, 5.0, 5.0)),
+               "brain1": (_head(64, rng), (2.0, 2.0, 5.0)), "brain2": (_head(64, rng), (2.0, 2.0, 5.0))}
+    for stem, (volume, spacing) in volumes.items():
+        image = sitk.GetImageFromArray(volume.astype(np.int16))
+        image.SetSpacing(spacing)
+        sitk.WriteImage(image, str(scratch / f"{stem}_image.nrrd"))
+        files[f"{stem}_image.nrrd"] = scratch / f"{stem}_image.nrrd"
+    _write_source(root / "sources", "pyradiomics", files)
+    _write_source(root / "sources", "pydicom", {"CT_small.dcm": Path(pydicom.data.get_testdata_file("CT_small.dcm"))})
+    messages: list[str] = []
+    prepare(root, seed=3, workers=1, fetch=False, plan=TINY, log=messages.append)
+    return root
+
+
+def _items(path: Path, key: str) -> list[dict]:
+    return load_decathlon_datalist(str(path), data_list_key=key, base_dir=str(path.parent))
+
+
+def test_datalist_mixes_real_anatomy_and_phantoms_for_every_task(cache):
+    training = _items(cache / "pairs" / "datalist.json", "training")
+    validation = _items(cache / "pairs" / "datalist.json", "validation")
+    kinds = {(i["task"], i["kind"]) for i in training}
+    assert {("ct", "real"), ("ct", "phantom"), ("pet", "real"), ("pet", "phantom"), ("mri", "phantom")} <= kinds
+    assert {i["task"] for i in validation} == {"ct", "pet", "mri"}
+    assert any(i["kind"] == "real" and i["task"] == "mri" for i in validation)  # brain1 is the validation case
+    for item in training + validation:
+        assert Path(item["image"]).exists() and Path(item["label"]).exists()
+        assert item["task"] in ("ct", "pet", "mri")  # not turned into a path by the datalist loader
+        lq, hq = read_volume(item["image"]), read_volume(item["label"])
+        assert lq.shape == hq.shape and lq.ndim == 3
+        np.testing.assert_allclose(lq.affine.numpy(), hq.affine.numpy(), atol=1e-5)
+
+
+def test_units_per_task(cache):
+    items = _items(cache / "pairs" / "datalist.json", "training")
+    for item in items:
+        hq = read_volume(item["label"]).numpy()
+        lq = read_volume(item["image"]).numpy()
+        if item["task"] == "ct":
+            assert hq.min() >= -1024 and np.array_equal(lq, np.round(lq))  # integer HU
+        elif item["task"] == "mri":
+            assert 100 <= hq.max() <= 4095 and np.array_equal(lq, np.round(lq)) and lq.min() >= 0
+        else:
+            assert 0.0 <= lq.min() and 2.0 <= hq.max() <= 100.0  # SUV, with hot lesions
+            assert float(lq.mean()) == pytest.approx(float(hq.mean()), rel=0.1)
+
+
+def test_held_out_volumes_are_never_in_training_and_are_degraded_at_nominal_strength(cache):
+    heldout = _items(cache / "heldout" / "datalist.json", "testing")
+    names = sorted(Path(i["label"]).name for i in heldout)
+    assert names == ["ct_pydicom_ct_small.nii.gz", "ct_pyradiomics_lung2.nii.gz", "mri_pyradiomics_brain2.nii.gz",
+                     "pet_pyradiomics_brain2.nii.gz", "pet_pyradiomics_lung2.nii.gz"]
+    pairs = json.loads((cache / "pairs" / "datalist.json").read_text())
+    used = {i["patient"] for key in ("training", "validation") for i in pairs[key]}
+    assert not used & {i["patient"] for i in heldout}
+    assert not {"pyradiomics-lung2", "pyradiomics-brain2", "pydicom-ct-small"} & used
+    cases = json.loads((cache / "heldout" / "cases.json").read_text())
+    by_task = {(c["item"]["task"], c["case"]): c["params"] for c in cases}
+    assert by_task[("ct", "pyradiomics_lung2")]["dose_fraction"] == 0.25
+    assert by_task[("pet", "pyradiomics_brain2")]["dose_reduction_factor"] == 12.0
+    assert by_task[("mri", "pyradiomics_brain2")]["factor"] == 4.0
+    training = json.loads((cache / "pairs" / "cases.json").read_text())
+    drfs = [c["params"]["dose_reduction_factor"] for c in training if c["item"]["task"] == "pet"]
+    assert all(8.0 <= d <= 16.0 for d in drfs) and len(set(drfs)) == len(drfs)  # randomised per pair
+
+
+def test_summary_and_sources_table_are_written(cache):
+    summary = json.loads((cache / "summary.json").read_text())
+    rows = {(r["role"], r["task"], r["source"]): r for r in summary["rows"]}
+    assert rows[("heldout", "ct", "pyradiomics")]["volumes"] == 1
+    assert rows[("training", "mri", "phantoms")]["slices"] == 2
+    assert summary["bytes"]["pairs"] > 0
+    assert "| pyradiomics | pyradiomics | 0 |" in (cache / "sources.md").read_text()
+
+
+def test_rerun_with_the_same_seed_is_identical(cache, tmp_path):
+    again = tmp_path / "again"
+    shutil.copytree(cache / "sources", again / "sources")
+    prepare(again, seed=3, workers=1, fetch=False, plan=TINY, log=lambda _m: None)
+    for name in ("pet_pyradiomics_lung1_v0.nii.gz", "ct_pyradiomics_lung1_v0.nii.gz"):
+        np.testing.assert_array_equal(read_volume(again / "pairs" / "lq" / name).numpy(),
+                                      read_volume(cache / "pairs" / "lq" / name).numpy())
+
+
+def test_plan_skips_excluded_volumes_and_holds_out_whole_cases(cache):
+    volumes = load_anatomy(cache / "sources", log=lambda _m: None)
+    plan = Plan(excluded={"pyradiomics_brain1": "test"}, phantoms={})
+    jobs = plan_jobs(volumes, plan)
+    assert not [j for j in jobs if j.case == "pyradiomics_brain1"]
+    assert {(j.task, j.role) for j in jobs if j.case == "pyradiomics_lung2"} == {("ct", "heldout"), ("pet", "heldout")}
+    assert jobs == sorted(jobs, key=lambda j: -j.cost)  # long jobs first
+
+
+def test_cache_inside_the_repository_is_refused(tmp_path, monkeypatch):
+    repository = tmp_path / "checkout"
+    (repository / ".git").mkdir(parents=True)
+    monkeypatch.setattr(prepare_data, "_REPOSITORY", repository)
+    with pytest.raises(UserInputError, match="outside"):
+        prepare(repository / "cache_here", fetch=False, plan=TINY, log=lambda _m: None)
+    assert not (repository / "cache_here").exists()
