@@ -67,7 +67,7 @@ SOURCES: tuple[Source, ...] = (
             "data_store/data/MR-SIEMENS-DICOM-WithOverlays.dcm", "data_store/data/MR2_UNCR.dcm"),
            "single slices: head CT, abdominal CT (pancreas), abdominal MRI, shoulder MRI"),
     Source("pydicom", "pydicom", "installed", "installed", ("CT_small.dcm",),
-           "one 128x128 CT slice (pydicom's test file; held out: the demo restores it)"),
+           "one 128x128 CT slice (pydicom's test file; kept unseen: the demo restores it)"),
 )
 
 
