@@ -12,6 +12,7 @@ from __future__ import annotations
 from monai_tat.inference.devices import resolve_device
 from monai_tat.inference.engine import FIXED_RANGE_TASKS, RestorationCancelled, restore_volume
 from monai_tat.inference.files import check_restore_paths, restore_file
+from monai_tat.inference.inferer import RestorationInferer
 from monai_tat.inference.models import DEMO_MODELS, demo_weights_path, load_model
 from monai_tat.inference.tasks import infer_task, resolve_task
 
@@ -19,6 +20,7 @@ __all__ = [
     "DEMO_MODELS",
     "FIXED_RANGE_TASKS",
     "RestorationCancelled",
+    "RestorationInferer",
     "check_restore_paths",
     "demo_weights_path",
     "infer_task",

@@ -20,12 +20,16 @@ from monai_tat.metrics.image_quality import (
     summarize,
 )
 from monai_tat.metrics.evaluator import SliceScores, score_files, score_volumes, write_rows_csv
+from monai_tat.metrics.monai_metrics import PaperPSNR, PaperPSNRMetric, RestorationReport
 from monai_tat.metrics.statistics import PairedComparison, paired_comparison
 
 __all__ = [
     "EVAL_WINDOWS",
     "METRIC_NAMES",
     "PairedComparison",
+    "PaperPSNR",
+    "PaperPSNRMetric",
+    "RestorationReport",
     "SliceScores",
     "clip_to_window",
     "image_metrics",

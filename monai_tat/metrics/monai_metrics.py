@@ -31,8 +31,8 @@ from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction, min_version, optional_import
 
 from monai_tat.errors import UserInputError
-from monai_tat.metrics.image_quality import METRIC_NAMES, psnr, slice_metrics, summarize
-from monai_tat.metrics.statistics import paired_comparison
+from monai_tat.metrics.image_quality import METRIC_NAMES, psnr, slice_metrics
+from monai_tat.metrics.evaluator import SliceScores, write_rows_csv
 
 Events, _ = optional_import("ignite.engine", "0.4.11", min_version, "Events")
 reinit__is_reduced, _ = optional_import("ignite.metrics.metric", "0.4.11", min_version, "reinit__is_reduced")
@@ -175,8 +175,7 @@ class RestorationReport:
                  input_key: str = "image", label_key: str = "label", task_key: str = "task") -> None:
         self.output_dir, self.name = Path(output_dir), name
         self.pred_key, self.input_key, self.label_key, self.task_key = pred_key, input_key, label_key, task_key
-        self.rows: list[dict[str, Any]] = []
-        self.slices: dict[str, dict[str, dict[str, list[float]]]] = {}
+        self.scores: dict[str, SliceScores] = {}  # per task; the input is each image's baseline
 
     def attach(self, engine: Any) -> None:
         engine.add_event_handler(Events.STARTED, self.reset)
@@ -184,7 +183,7 @@ class RestorationReport:
         engine.add_event_handler(Events.COMPLETED, self.completed)
 
     def reset(self, engine: Any = None) -> None:
-        self.rows, self.slices = [], {}
+        self.scores = {}
 
     def iteration_completed(self, engine: Any) -> None:
         outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
@@ -194,31 +193,24 @@ class RestorationReport:
     def add(self, pred: torch.Tensor, image: torch.Tensor, label: torch.Tensor, task: str) -> dict[str, Any]:
         """Score one restored image and its input (channel-first, physical units); return its row."""
         axis = slicing_axis(label)
-        restored = slice_metrics(_physical_image(pred), _physical_image(label), task, axis=axis)
-        baseline = slice_metrics(_physical_image(image), _physical_image(label), task, axis=axis)
-        pooled = self.slices.setdefault(task, {"restored": {m: [] for m in METRIC_NAMES},
-                                               "input": {m: [] for m in METRIC_NAMES}})
-        for m in METRIC_NAMES:
-            pooled["restored"][m].extend(restored[m].tolist())
-            pooled["input"][m].extend(baseline[m].tolist())
+        reference = _physical_image(label)
+        restored = slice_metrics(_physical_image(pred), reference, task, axis=axis)
+        baseline = slice_metrics(_physical_image(image), reference, task, axis=axis)
+        scores = self.scores.setdefault(task, SliceScores())
         meta = getattr(pred, "meta", {}) or {}
-        row = {"image": str(meta.get("filename_or_obj", len(self.rows))), "task": task,
-               **summarize(restored), **{f"input_{k}": v for k, v in summarize(baseline).items() if k in METRIC_NAMES}}
-        self.rows.append(row)
-        return row
+        name = str(meta.get("filename_or_obj", sum(len(s.rows) for s in self.scores.values())))
+        return scores.add(name, restored, baseline, task=task)
 
     def summary(self) -> dict[str, Any]:
         """Per task: slice means of restored and input, and the paired comparison (restored - input)."""
         out: dict[str, Any] = {}
-        for task, pooled in self.slices.items():
-            restored, baseline = summarize(pooled["restored"]), summarize(pooled["input"])
+        for task, scores in self.scores.items():
+            mean = scores.summary()
             out[task] = {
-                "slices": restored["n"],
-                "restored": {m: restored[m] for m in METRIC_NAMES},
-                "input": {m: baseline[m] for m in METRIC_NAMES},
-                "restored_vs_input": {
-                    m: paired_comparison(pooled["restored"][m], pooled["input"][m]).as_dict() for m in METRIC_NAMES
-                },
+                "slices": mean["n"],
+                "restored": {m: mean[m] for m in METRIC_NAMES},
+                "input": {m: mean[f"baseline_{m}"] for m in METRIC_NAMES},
+                "restored_vs_input": {m: c.as_dict() for m, c in scores.comparison().items()},
             }
         return out
 
@@ -242,13 +234,7 @@ class RestorationReport:
         text = json.dumps(summary, indent=2, default=float) + "\n"
         atomic_write(self.output_dir / f"{self.name}_summary.json",
                      lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=True)
-        fields = ["image", "task", "n", *METRIC_NAMES, *(f"input_{m}" for m in METRIC_NAMES)]
-        lines = [",".join(fields)] + [",".join(_csv_cell(row.get(f)) for f in fields) for row in self.rows]
-        csv_text = "\n".join(lines) + "\n"
-        atomic_write(self.output_dir / f"{self.name}_images.csv",
-                     lambda tmp: tmp.write_text(csv_text, encoding="utf-8"), overwrite=True)
-
-
-def _csv_cell(value: Any) -> str:
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    return f'"{text}"' if "," in text else text
+        # one row per image: restored metrics, then the input's as the baseline
+        fields = ["image", "task", "n", *METRIC_NAMES, *(f"baseline_{m}" for m in METRIC_NAMES)]
+        rows = [row for scores in self.scores.values() for row in scores.rows]
+        write_rows_csv(self.output_dir / f"{self.name}_images.csv", fields, rows, overwrite=True)

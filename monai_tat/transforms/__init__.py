@@ -26,6 +26,7 @@ from monai_tat.transforms.intensity import (
     window_bounds,
 )
 from monai_tat.transforms.simulators import simulator_for_task
+from monai_tat.transforms.task_intensity import TaskIntensityd
 
 __all__ = [
     "CT_WINDOWS",
@@ -42,6 +43,7 @@ __all__ = [
     "SUVNormalize",
     "SUVNormalized",
     "TASKS",
+    "TaskIntensityd",
     "check_task",
     "model_intensity_transform",
     "rescale_to_physical",
