@@ -170,6 +170,20 @@ def training_overrides(model: str, work: Path, datalists: list[str], iterations:
     return overrides
 
 
+def _initialize_from(weights: Path, bundle_dir: Path) -> list[str]:
+    """``initialize`` of train.json, plus loading ``weights`` into the network (strictly: same size).
+
+    A full training checkpoint found at resume replaces these weights, so a resumed run continues
+    where it stopped.
+    """
+    from monai_tat.io import read_checkpoint
+
+    read_checkpoint(weights)  # refuse a missing or unreadable file before anything starts
+    config = json.loads((bundle_dir / "configs" / "train.json").read_text(encoding="utf-8"))
+    load = f"$@network.load_state_dict(monai_tat.io.read_checkpoint({str(weights.resolve())!r})[0])"
+    return [*config.get("initialize", []), load]
+
+
 def run_workflow(bundle_dir: Path, config: str, workflow_type: str, overrides: dict[str, Any]) -> Any:
     """Run ``configs/<config>`` of ``bundle_dir`` with ``overrides`` (as ``python -m monai.bundle run``)."""
     from monai.bundle import ConfigWorkflow
@@ -250,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples-per-task", type=int, default=2, help="patches of each task per batch (default 2)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
     p.add_argument("--val-slices", type=int, default=4, help="central slices of each validation volume (default 4)")
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from these weights (a plain state dict .pt, e.g. the bundle's models/model.pt, or a "
+                        ".safetensors file) instead of a random initialisation; a resumed run ignores it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--bundles", default=None, help="bundles folder (default: the repository's)")
@@ -289,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         model, work, datalists, iterations, size, patch=patch, samples_per_task=args.samples_per_task,
         learning_rate=args.lr, seed=args.seed, val_slices=args.val_slices,
     )
+    if args.init:
+        overrides["initialize"] = _initialize_from(Path(args.init), bundle_dir)
     _log(f"{model}: training {iterations} iterations with {bundle_dir / 'configs' / 'train.json'} in {work}")
     start = time.time()
     run_workflow(bundle_dir, "train.json", "train", overrides)

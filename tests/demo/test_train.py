@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from monai_tat.demo.train import main
@@ -29,3 +30,22 @@ def test_quick_training_exports_weights_metrics_and_resumes(tmp_path):
     assert main(args + ["--iterations", "6"]) == 0
     full = torch.load(tmp_path / "work" / "checkpoints" / "checkpoint_final.pt", weights_only=True)
     assert full["trainer"]["iteration"] == 6
+
+
+def test_init_weights_are_loaded_into_the_network(tmp_path):
+    from monai_tat.demo.train import QUICK_SIZES
+    from monai_tat.networks import build_network
+
+    # Weights of another size cannot be loaded strictly: the run stops before training starts.
+    other = build_network("TAT", spatial_dims=2, in_channels=1, out_channels=1, **{**QUICK_SIZES["tat"], "dim": 4})
+    torch.save(other.state_dict(), tmp_path / "other.pt")
+    args = ["--model", "tat", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick",
+            "--init", str(tmp_path / "other.pt")]
+    with pytest.raises(Exception) as raised:
+        main(args)
+    chain, error = [], raised.value
+    while error is not None:  # MONAI's config parser wraps the loading error
+        chain.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any("size mismatch for patch_embed.weight" in text for text in chain)
+    assert not (tmp_path / "out" / "tat_demo.safetensors").exists()
