@@ -10,7 +10,15 @@ import torch
 
 from monai_tat.errors import UserInputError
 
-__all__ = ["resolve_device", "resolve_amp", "autocast", "default_batch_size", "is_out_of_memory"]
+__all__ = [
+    "resolve_device",
+    "resolve_amp",
+    "autocast",
+    "default_batch_size",
+    "batch_size_for_memory",
+    "free_memory_bytes",
+    "is_out_of_memory",
+]
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
@@ -70,11 +78,31 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
 
 
 def default_batch_size(device: torch.device) -> int:
-    """Slices per batch when none is given: 8 on a GPU (halved on out-of-memory), 1 on CPU.
+    """Slices per batch when none is given and none is measured: 8 on a GPU, 1 on CPU.
 
-    On CPU a larger batch gives no speed and multiplies the memory of a 512x512 slice.
+    On CPU a larger batch gives no speed and multiplies the memory of a 512x512 slice. On a GPU the
+    engine measures the first slice and uses :func:`batch_size_for_memory` instead.
     """
     return 8 if device.type == "cuda" else 1
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Bytes a new allocation can use on a CUDA device: free device memory (``torch.cuda.mem_get_info``)
+    plus what torch's caching allocator holds unused."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+
+
+def batch_size_for_memory(bytes_per_slice: int, free_bytes: int, fraction: float = 0.8, cap: int = 32) -> int:
+    """Slices per batch that fit ``fraction`` of ``free_bytes`` at ``bytes_per_slice`` each, from 1 to ``cap``.
+
+    ``bytes_per_slice`` is the peak memory one slice needs (input, activations, output); the margin
+    (1 - fraction) covers the allocator's fragmentation. A batch that still runs out of memory is
+    halved by the engine.
+    """
+    if bytes_per_slice <= 0:
+        return cap
+    return max(1, min(cap, int(fraction * free_bytes) // int(bytes_per_slice)))
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -214,3 +214,221 @@ def test_devices_and_mixed_precision(smoother):
     assert restored.dtype == torch.float32
     with pytest.raises(UserInputError, match="mixed precision"):
         restore_volume(np.zeros((8, 8), dtype=np.float32), smoother, "ct", device="cpu", amp="int8")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast paths against the plain whole-volume path (issue 13): same values within 1e-6 relative.
+
+
+class _Scale(torch.nn.Module):
+    """``x * 1.01``: a network whose output differs from its input everywhere."""
+
+    def forward(self, x):
+        return x * 1.01
+
+
+def _affine(perm=(0, 1, 2)) -> torch.Tensor:
+    """A RAS affine whose voxel axis ``perm[r]`` runs along world axis r (so the axial axis is perm[2])."""
+    affine = torch.zeros(4, 4, dtype=torch.float64)
+    for row, column in enumerate(perm):
+        affine[row, column] = (0.7, 0.8, 2.5)[column]
+    affine[:3, 3] = torch.tensor([5.0, -3.0, 40.0])
+    affine[3, 3] = 1.0
+    return affine
+
+
+def _ct_with_outliers(shape=(40, 36, 12), seed=0) -> np.ndarray:
+    data = np.random.default_rng(seed).uniform(-1000, 2500, shape).astype(np.float32)
+    data[:3] = -2048.0  # FOV padding below the model range
+    data[10, 10, :] = 4000.0  # metal above it
+    data[5, 5, 5], data[6, 6, 6] = 3072.0, -1024.0  # exactly on the bounds: restored
+    data[7, 7, 7] = np.nextafter(np.float32(3072.0), np.float32(4000.0))  # just above: kept
+    return data
+
+
+def _case(name: str):
+    """(image, task, restore_volume keyword arguments) of a named synthetic case."""
+    rng = np.random.default_rng(7)
+    ct = _ct_with_outliers()
+    if name == "ct_axial_c_order":  # slices along the last, fastest axis: staged through a transpose
+        return MetaTensor(torch.from_numpy(ct), affine=_affine(), meta={"modality": "CT"}), "ct", {"batch_size": 4}
+    if name == "ct_non_axial_affine":  # axial axis 0 from the affine
+        return MetaTensor(torch.from_numpy(ct), affine=_affine((1, 2, 0))), "ct", {"batch_size": 3}
+    if name == "ct_axis_1":
+        return MetaTensor(torch.from_numpy(ct), affine=_affine()), "ct", {"batch_size": 5, "axis": 1}
+    if name == "ct_fortran_order":  # rows already contiguous: no staging copy
+        return np.asfortranarray(ct), "ct", {"batch_size": 2}
+    if name == "ct_int16":
+        return (np.round(ct).astype(np.int16), _affine().numpy()), "ct", {"batch_size": 8}
+    if name == "ct_inside_range":  # no voxel to keep: the mask is skipped
+        return rng.uniform(-1000, 3000, (20, 18, 5)).astype(np.float32), "ct", {"batch_size": 2}
+    if name == "ct_strided_view":  # not dense: generic copies
+        return torch.from_numpy(ct)[::2, 1:, ::3], "ct", {"batch_size": 3}
+    if name == "ct_single_slice":
+        return ct[:, :, :1].copy(), "ct", {}
+    if name == "pet_hot_spots":
+        pet = rng.gamma(2.0, 1.5, (32, 30, 9)).astype(np.float32)
+        pet[4:6, 4:6, 3], pet[7, 7, 7], pet[8, 8, 8] = 35.0, 20.0, -0.5
+        return pet, "pet", {"batch_size": 2}
+    if name == "mri_percentiles":  # integer signal: ties at the percentiles
+        mri = np.round(rng.gamma(3.0, 300.0, (30, 28, 10))).astype(np.float32)
+        mri[0, 0, 0] = 9000.0
+        return MetaTensor(torch.from_numpy(mri), affine=_affine()), "mri", {"batch_size": 4}
+    if name == "mri_float_axis_0":
+        return rng.normal(500, 100, (17, 19, 7)).astype(np.float32), "mri", {"batch_size": 3, "axis": 0}
+    if name == "mri_constant":
+        return np.full((6, 5, 3), 7.0, np.float32), "mri", {}
+    if name == "ct_2d":
+        return rng.uniform(-1100, 3500, (65, 63)).astype(np.float32), "ct", {}
+    if name == "mri_2d":
+        return rng.uniform(0, 800, (21, 18)).astype(np.float32), "mri", {}
+    raise KeyError(name)
+
+
+CASES = ["ct_axial_c_order", "ct_non_axial_affine", "ct_axis_1", "ct_fortran_order", "ct_int16", "ct_inside_range",
+         "ct_strided_view", "ct_single_slice", "pet_hot_spots", "mri_percentiles", "mri_float_axis_0", "mri_constant",
+         "ct_2d", "mri_2d"]
+
+
+def _assert_same_as_plain(image, network, task, kwargs):
+    from monai_tat.benchmarks.volume_speed import plain_restore
+
+    fast = restore_volume(image, network, task, device="cpu", **kwargs)
+    plain = plain_restore(image, network, task, batch_size=kwargs.get("batch_size", 1), axis=kwargs.get("axis"))
+    assert fast.shape == plain.shape and fast.dtype == torch.float32
+    scale = float(plain.abs().max()) or 1.0
+    assert float((fast.as_tensor() - plain).abs().max()) <= 1e-6 * scale
+    return fast, plain
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["direct", "pipelined"])
+@pytest.mark.parametrize("case", CASES)
+def test_fast_paths_give_the_plain_path_values(case, pipelined, monkeypatch):
+    from monai_tat.inference import engine
+
+    if pipelined:  # the CUDA ordering (double-buffered blocks, progress when a block is back) on CPU
+        monkeypatch.setattr(engine, "_use_pipeline", lambda device: True)
+    image, task, kwargs = _case(case)
+    before = torch.as_tensor(np.asarray(image[0] if isinstance(image, tuple) else image)).clone()
+    for network in (Smoother(), _Scale()):
+        fast, plain = _assert_same_as_plain(image, network, task, kwargs)
+    after = torch.as_tensor(np.asarray(image[0] if isinstance(image, tuple) else image))
+    assert torch.equal(before, after)  # the input is never written (staging reuses its own copy)
+    if task != "mri":  # kept voxels are exactly the input's, restored ones are not
+        from monai_tat.tasks import get_task
+
+        source = before.float()
+        lower, upper = get_task(task).model_range
+        in_model_range = (source - lower) / (upper - lower)  # outside [0, 1] there: kept
+        outside = (in_model_range < 0) | (in_model_range > 1)
+        assert torch.equal(fast.as_tensor()[outside], source[outside])
+        assert not torch.equal(fast.as_tensor()[~outside], source[~outside])
+
+
+def test_tiny_tat_fast_path_equals_plain_path(tiny_tat):
+    image, task, kwargs = _case("ct_axial_c_order")
+    _assert_same_as_plain(image[:24, :20, :3], tiny_tat, task, {"batch_size": 2})
+
+
+def test_pipelined_progress_cancel_and_out_of_memory(monkeypatch):
+    from monai_tat.inference import engine
+
+    monkeypatch.setattr(engine, "_use_pipeline", lambda device: True)
+    calls: list[tuple[int, int]] = []
+    smoother = Smoother()
+    restore_volume(_ct_volume(shape=(6, 6, 7)), smoother, "ct", device="cpu", batch_size=3,
+                   progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 7), (3, 7), (6, 7), (7, 7)] and len(smoother.calls) == 3
+    with pytest.raises(RestorationCancelled):
+        restore_volume(_ct_volume(shape=(6, 6, 6)), Smoother(), "ct", device="cpu", batch_size=2,
+                       cancel=lambda: len(calls) > 4, progress=lambda done, total: calls.append((done, total)))
+    net = _RunsOutOfMemory(limit=2)
+    restored = restore_volume(_ct_volume(shape=(6, 6, 7)), net, "ct", device="cpu", batch_size=8)
+    expected = restore_volume(_ct_volume(shape=(6, 6, 7)), Smoother(), "ct", device="cpu", batch_size=1)
+    np.testing.assert_allclose(restored.numpy(), expected.numpy(), atol=1e-3)
+    assert net.calls[:2] == [("oom", 7), ("oom", 3)]
+
+
+def test_network_producing_nan_is_reported():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return x * float("nan")
+
+    with pytest.raises(UserInputError, match="NaN or infinite"):
+        restore_volume(_ct_volume(), Broken(), "ct", device="cpu")
+
+
+def test_thread_count_is_the_callers_for_the_network_and_restored_after():
+    seen: list[int] = []
+
+    class Records(torch.nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x
+
+    threads = torch.get_num_threads()
+    restore_volume(_ct_volume(), Records(), "ct", device="cpu", batch_size=2)
+    assert seen and set(seen) == {threads} and torch.get_num_threads() == threads
+    with pytest.raises(RestorationCancelled):
+        restore_volume(_ct_volume(), Records(), "ct", device="cpu", cancel=lambda: True)
+    assert torch.get_num_threads() == threads
+
+
+def test_exact_percentiles_equal_numpy_on_float64():
+    from monai_tat.inference.engine import _exact_percentiles
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(1, 2000))
+        kind = trial % 4
+        values = (rng.gamma(2, 300, n) if kind == 0 else rng.normal(0, 1e4, n) if kind == 1
+                  else np.round(rng.uniform(0, 50, n)) if kind == 2 else np.full(n, 3.25)).astype(np.float32)
+        expected = np.percentile(values.astype(np.float64), (0.5, 99.5))
+        assert _exact_percentiles(torch.from_numpy(values), (0.5, 99.5)) == tuple(expected)
+    volume = torch.from_numpy(np.asfortranarray(rng.normal(0, 1, (9, 8, 7)).astype(np.float32)))
+    assert _exact_percentiles(volume, (2.0, 98.0)) == tuple(np.percentile(volume.numpy().astype(np.float64), (2, 98)))
+
+
+@pytest.mark.parametrize("src_order", [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)])
+def test_transpose_copy_between_any_memory_orders(src_order):
+    from monai_tat.inference.engine import _transpose_copy
+
+    shape = (70, 64, 3)  # large enough for torch's blocked 2D transpose path
+    values = torch.arange(np.prod(shape), dtype=torch.float32).reshape(shape)
+    src = values.permute(src_order).contiguous().permute(np.argsort(src_order).tolist())
+    for dst_order in [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)]:
+        dst = torch.empty([shape[d] for d in dst_order]).permute(np.argsort(dst_order).tolist())
+        _transpose_copy(dst, src)
+        assert torch.equal(dst, values)
+
+
+def test_batch_size_for_memory():
+    from monai_tat.inference.devices import batch_size_for_memory
+
+    gib = 2**30
+    assert batch_size_for_memory(gib, 8 * gib) == 6  # 80 % of 8 GiB at 1 GiB a slice
+    assert batch_size_for_memory(gib, gib // 2) == 1  # never below one: the OOM retry reports it
+    assert batch_size_for_memory(1, 8 * gib) == 32 and batch_size_for_memory(0, gib, cap=4) == 4
+
+
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda_only
+@pytest.mark.parametrize("case", ["ct_axial_c_order", "pet_hot_spots", "mri_percentiles", "ct_2d"])
+def test_cuda_pipeline_equals_plain_path(case):
+    from monai_tat.benchmarks.volume_speed import plain_restore
+
+    image, task, kwargs = _case(case)
+    calls: list[tuple[int, int]] = []
+    for batch_size in (kwargs.get("batch_size"), None):  # given, and measured from free memory
+        fast = restore_volume(image, _Scale(), task, device="cuda", batch_size=batch_size,
+                              progress=lambda done, total: calls.append((done, total)))
+        plain = plain_restore(image, _Scale(), task, device="cuda", batch_size=kwargs.get("batch_size", 1),
+                              axis=kwargs.get("axis"))
+        assert float((fast.as_tensor() - plain).abs().max()) <= 1e-6 * float(plain.abs().max())
+        assert calls[-1][0] == calls[-1][1] and [d for d, t in calls if d == t] == [calls[-1][1]]
+        calls.clear()
+    bf16 = restore_volume(image, _Scale(), task, device="cuda", amp="bf16")
+    plain_bf16 = plain_restore(image, _Scale(), task, device="cuda", amp="bf16")
+    assert float((bf16.as_tensor() - plain_bf16).abs().max()) <= 1e-6 * float(plain_bf16.abs().max())

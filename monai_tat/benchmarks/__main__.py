@@ -1,0 +1,39 @@
+"""One entry point for the speed benchmarks: ``python -m monai_tat.benchmarks {engine,models,networks} ...``.
+
+- ``engine``: the engine's own time and memory (a network that does nothing on a 512x512x200
+  CT-like volume); table and ``--json`` figures (:func:`monai_tat.benchmarks.volume_speed.engine_main`).
+- ``models``: seconds per volume with TAT / AMIR through the engine (:func:`~monai_tat.benchmarks.volume_speed.main`).
+- ``networks``: seconds per slice of the networks alone (:mod:`monai_tat.benchmarks.networks_speed`).
+
+``python -m monai_tat.benchmarks SUBCOMMAND --help`` lists each one's options.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS = ("engine", "models", "networks")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in SUBCOMMANDS:
+        print(__doc__.strip(), file=sys.stderr if args and args[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    command, rest = args[0], args[1:]
+    if command == "engine":
+        from monai_tat.benchmarks.volume_speed import engine_main
+
+        return engine_main(rest)
+    if command == "models":
+        from monai_tat.benchmarks.volume_speed import main as models_main
+
+        return models_main(rest)
+    from monai_tat.benchmarks import networks_speed
+
+    return int(networks_speed.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
