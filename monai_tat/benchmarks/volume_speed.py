@@ -422,7 +422,7 @@ def engine_main(argv: Sequence[str] | None = None) -> int:
     from monai_tat.inference import resolve_device
 
     parser = argparse.ArgumentParser(prog="python -m monai_tat.benchmarks engine",
-                                     description="The engine's own cost: restore_volume with a network that does nothing.")
+                                     description="The engine's own cost: restore_volume with a do-nothing network.")
     parser.add_argument("--size", type=int, nargs=3, default=(512, 512, 200), metavar=("I", "J", "K"))
     parser.add_argument("--task", default="ct", choices=("ct", "pet", "mri"))
     parser.add_argument("--device", default="cpu")
@@ -512,7 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=3, default=(512, 512, 64), metavar=("I", "J", "K"))
     parser.add_argument("--models", nargs="+", default=("TAT", "AMIR"), choices=("TAT", "AMIR"))
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's (on CUDA: from free memory)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the engine's (on CUDA: from free memory)")
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="tiny networks (smoke test of the script)")
