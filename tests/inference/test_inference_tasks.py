@@ -1,4 +1,4 @@
-"""Task inference: DICOM modality first, then units, then intensity statistics; unsure asks for --task."""
+"""Task inference: DICOM modality first, then units, then intensity statistics; unsure asks to choose the task."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ def test_statistics():
      np.random.default_rng(3).normal(0, 1, (8, 8))],  # standardised image
 )
 def test_unsure_asks_for_task(values):
-    with pytest.raises(UserInputError, match="--task"):
+    with pytest.raises(UserInputError, match="choose the task") as raised:
         infer_task(_image(values))
+    assert raised.value.setting == "task"  # the command line turns it into --task
 
 
 def test_resolve_task():

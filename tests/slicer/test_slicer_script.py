@@ -114,7 +114,7 @@ def test_recorded_modality_chooses_the_task_and_its_window(run_main, tmp_path, c
         ({"--model": "missing.pt"}, "model not found: .*missing.pt", "model"),
         ({"--input": "missing.nrrd"}, "input volume not found", None),
         ({"--batch-size": "0"}, "batch size must be at least 1", "batch_size"),
-        ({"--task": "ultrasound"}, "unknown task 'ultrasound'; use one of ct, pet, mri", None),
+        ({"--task": "ultrasound"}, "unknown task 'ultrasound'; use one of ct, pet, mri", "task"),
         ({"--task": "mri", "--modality": "CT"}, "DICOM modality is CT, which is the ct task, not mri; choose ct", "task"),
     ],
     ids=["missing model", "missing input", "batch size", "unknown task", "task contradicts modality"],
