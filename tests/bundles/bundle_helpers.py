@@ -46,6 +46,7 @@ def write_pairs(folder: Path, shape=(36, 28, 3), seed: int = 0) -> Path:
         for kind, arr in (("lq", lq), ("hq", hq)):
             nib.save(nib.Nifti1Image(arr, np.diag([0.8, 0.8, 2.0, 1.0])), folder / task / f"{kind}.nii.gz")
         items.append({"image": f"{task}/lq.nii.gz", "label": f"{task}/hq.nii.gz", "task": task})
+    items[0]["patient"] = "p1"  # extra keys on some items only, as datalists of several sources have
     (folder / "datalist.json").write_text(json.dumps({"training": items, "validation": items, "testing": items}))
     return folder / "datalist.json"
 
