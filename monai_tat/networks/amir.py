@@ -9,11 +9,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from monai_tat.networks.blocks import gdfn_hidden_channels
-from monai_tat.networks.padding import crop_to, pad_to_multiple
-from monai_tat.networks.restormer import Restormer, run_level
-from monai_tat.networks.tracing import check_traced_size
+from monai_tat.networks.trunk import LEVEL_WIDTHS, RestormerTrunk
 
-__all__ = ["AMIR", "RestorationInstructionNet", "SpatialRouting", "ChannelRouting", "coefficient_of_variation_sq"]
+__all__ = [
+    "AMIR",
+    "RestorationInstructionNet",
+    "SpatialRouting",
+    "ChannelRouting",
+    "coefficient_of_variation_sq",
+    "SPATIALLY_ROUTED_LEVELS",
+    "CHANNEL_ROUTED_LEVELS",
+]
+
+#: Levels preceded by a spatial routing module (``spatial_routing_<level>``), in run order.
+SPATIALLY_ROUTED_LEVELS = ("encoder_level1", "encoder_level2", "encoder_level3")
+#: Levels preceded by a channel routing module (``channel_routing_<level>``), in run order.
+CHANNEL_ROUTED_LEVELS = ("latent", "decoder_level3", "decoder_level2", "decoder_level1")
 
 
 class RestorationInstructionNet(nn.Module):
@@ -171,7 +182,7 @@ class ChannelRouting(nn.Module):
         return x + (x * self.gamma + self.beta) * mask
 
 
-class AMIR(Restormer):
+class AMIR(RestormerTrunk):
     """AMIR (MICCAI 2024): a Restormer trunk routed by a restoration instruction.
 
     RIN turns the degraded image into an instruction; spatial routing modules (SRM, noisy top-2 of
@@ -215,47 +226,36 @@ class AMIR(Restormer):
         top_k: int = 2,
         combine: str = "reference",
     ) -> None:
-        super().__init__(spatial_dims, in_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads, ffn_expansion_factor)
-        self.config: dict[str, Any] = dict(
-            self.config, dictionary_size=dictionary_size, instruction_dim=instruction_dim,
-            num_experts=num_experts, top_k=top_k, combine=combine,
+        own_config = dict(
+            dictionary_size=dictionary_size, instruction_dim=instruction_dim, num_experts=num_experts,
+            top_k=top_k, combine=combine,
         )  # fmt: skip
-        self.traced_size = None
+        super().__init__(spatial_dims, in_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads, ffn_expansion_factor, own_config)
         self.dict_generator = RestorationInstructionNet(in_channels, dictionary_size, instruction_dim)
         srm = dict(instruction_dim=instruction_dim, num_experts=num_experts, top_k=top_k, ffn_expansion_factor=ffn_expansion_factor, combine=combine)
-        self.spatial_routing_encoder_level1 = SpatialRouting(dim, **srm)
-        self.spatial_routing_encoder_level2 = SpatialRouting(dim * 2, **srm)
-        self.spatial_routing_encoder_level3 = SpatialRouting(dim * 4, **srm)
-        self.channel_routing_latent = ChannelRouting(dim * 8, instruction_dim)
-        self.channel_routing_decoder_level3 = ChannelRouting(dim * 4, instruction_dim)
-        self.channel_routing_decoder_level2 = ChannelRouting(dim * 2, instruction_dim)
-        self.channel_routing_decoder_level1 = ChannelRouting(dim * 2, instruction_dim)
+        for level in SPATIALLY_ROUTED_LEVELS:
+            setattr(self, f"spatial_routing_{level}", SpatialRouting(dim * LEVEL_WIDTHS[level], **srm))
+        for level in CHANNEL_ROUTED_LEVELS:
+            setattr(self, f"channel_routing_{level}", ChannelRouting(dim * LEVEL_WIDTHS[level], instruction_dim))
 
-    def forward(self, image: torch.Tensor) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``(B, in_channels, H, W)`` -> image, or ``(image, balance_loss)`` in training mode."""
-        image = check_traced_size(self, image)
-        height, width = image.shape[-2:]
-        instruction = self.dict_generator(image)
-        x_in = pad_to_multiple(image, 8).contiguous(memory_format=torch.channels_last)
+    def _condition(self, image: torch.Tensor) -> dict[str, Any]:
+        """The instruction ``(B, instruction_dim)`` from the degraded image, and a list for the
+        spatial routing modules' balance losses."""
+        return {"instruction": self.dict_generator(image), "balance": []}
 
-        x, loss1 = self.spatial_routing_encoder_level1(self.patch_embed(x_in), instruction)
-        enc1 = run_level(self.encoder_level1, x)
-        x, loss2 = self.spatial_routing_encoder_level2(self.down1_2(enc1), instruction)
-        enc2 = run_level(self.encoder_level2, x)
-        x, loss3 = self.spatial_routing_encoder_level3(self.down2_3(enc2), instruction)
-        enc3 = run_level(self.encoder_level3, x)
+    def _run_level(self, name: str, x: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
+        """Route ``x`` (SRM before encoder levels 1-3, CRM before the latent and decoders), then run the level."""
+        instruction = conditioning["instruction"]
+        if name in SPATIALLY_ROUTED_LEVELS:
+            x, balance = getattr(self, f"spatial_routing_{name}")(x, instruction)
+            conditioning["balance"].append(balance)
+        elif name in CHANNEL_ROUTED_LEVELS:
+            x = getattr(self, f"channel_routing_{name}")(x, instruction)
+        return super()._run_level(name, x, conditioning)
 
-        latent = run_level(self.latent, self.channel_routing_latent(self.down3_4(enc3), instruction))
-        dec3 = self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], dim=1))
-        dec3 = run_level(self.decoder_level3, self.channel_routing_decoder_level3(dec3, instruction))
-        dec2 = self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], dim=1))
-        dec2 = run_level(self.decoder_level2, self.channel_routing_decoder_level2(dec2, instruction))
-        dec1 = torch.cat([self.up2_1(dec2), enc1], dim=1)
-        dec1 = run_level(self.decoder_level1, self.channel_routing_decoder_level1(dec1, instruction))
-        out = self.output(run_level(self.refinement, dec1))
-        if self.add_input:
-            out = out + x_in
-        out = crop_to(out, height, width).contiguous()
-        if self.training:
-            return out, loss1 + loss2 + loss3
-        return out
+    def _result(self, restored: torch.Tensor, conditioning: dict[str, Any]) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The image, with the summed balance loss of the spatial routing in training mode."""
+        if not self.training:
+            return restored
+        losses = conditioning["balance"]
+        return restored, sum(losses[1:], losses[0])

@@ -13,7 +13,7 @@ from monai_tat.errors import CheckpointMismatchError
 from monai_tat.networks.amir import AMIR
 from monai_tat.networks.reference import convert_reference_state_dict, is_reference_state_dict, load_checked_state_dict
 from monai_tat.networks.restormer import Restormer
-from monai_tat.networks.tat import TAT
+from monai_tat.networks.tat import LEGACY_ABLATION_PREFIX, TAT
 
 __all__ = ["NETWORKS", "build_network", "network_config", "infer_network_config", "network_from_state_dict"]
 
@@ -57,10 +57,10 @@ def _ffn_factor(state_dict: Mapping[str, torch.Tensor], widths: dict[str, int]) 
 def infer_network_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Architecture and constructor arguments of a native-naming state dict, read off its keys and shapes."""
     keys = list(state_dict)
-    if any(key.startswith("restormer.") for key in keys):
-        inner = infer_network_config({k[len("restormer."):]: v for k, v in state_dict.items() if k.startswith("restormer.")})
-        inner.pop("name")
-        return {"name": "TAT", **inner, "weight_generation": False}
+    if any(key.startswith(LEGACY_ABLATION_PREFIX) for key in keys):
+        # An older TAT(weight_generation=False) checkpoint; today's has the plain Restormer keys.
+        inner = infer_network_config({key.removeprefix(LEGACY_ABLATION_PREFIX): value for key, value in state_dict.items()})
+        return {**inner, "name": "TAT", "weight_generation": False}
     if "patch_embed.weight" not in state_dict or "output.weight" not in state_dict:
         raise CheckpointMismatchError(
             "this state dict is not a TAT, AMIR or Restormer checkpoint (no patch_embed / output weights); "

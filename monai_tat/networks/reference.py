@@ -101,7 +101,11 @@ def convert_reference_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict
 
 def load_checked_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """``model.load_state_dict`` that refuses any missing, unexpected or mis-shaped tensor with a
-    :class:`CheckpointMismatchError` naming them (a checkpoint of another architecture or size)."""
+    :class:`CheckpointMismatchError` naming them (a checkpoint of another architecture or size).
+    Keys of an older layout of the model's own state dict are renamed first (``upgrade_state_dict``)."""
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    if upgrade is not None:
+        state_dict = upgrade(state_dict)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monai_tat.networks.blocks import Downsample, Upsample, gdfn_hidden_channels
-from monai_tat.networks.padding import crop_to, pad_to_multiple
-from monai_tat.networks.restormer import Restormer, check_trunk_arguments, make_level, run_level
+from monai_tat.networks.blocks import gdfn_hidden_channels
 from monai_tat.networks.tat_ablation import FullyAdaptiveLevel
-from monai_tat.networks.tracing import check_traced_size
+from monai_tat.networks.trunk import LEVEL_WIDTHS, RestormerTrunk, make_level, run_level
 
-__all__ = ["TAT", "TaskRepresentationNet", "ADAPTIVE_LEVELS"]
+__all__ = ["TAT", "TaskRepresentationNet", "ADAPTIVE_LEVELS", "LEGACY_ABLATION_PREFIX"]
 
 #: Levels whose blocks are weight-adaptive, with the generator that feeds them. ``refinement``
 #: reuses the level-1 decoder's kernels, as in the reference.
@@ -25,6 +24,10 @@ ADAPTIVE_LEVELS = {
     "decoder_level1": "level1",
     "refinement": "level1",
 }
+
+#: Until the trunk was shared, ``TAT(weight_generation=False)`` held a whole Restormer under this
+#: key prefix; such state dicts still load (the prefix is dropped).
+LEGACY_ABLATION_PREFIX = "restormer."
 
 
 class ResidualConvBlock(nn.Module):
@@ -96,7 +99,7 @@ class TaskRepresentationNet(nn.Module):
         return kernels
 
 
-class TAT(nn.Module):
+class TAT(RestormerTrunk):
     """Task-Adaptive Transformer (TAT), MICCAI 2025: all-in-one PET / CT / MRI restoration.
 
     A Restormer trunk whose latent, decoder and refinement blocks are weight-adaptive (WATB): the
@@ -118,8 +121,9 @@ class TAT(nn.Module):
         tren_dim: width of the task representation (default ``16 * round(dim / 3)``: 256 at dim 48).
         tlc: test-time local windows on (reference behaviour) or off (global attention).
         tlc_window: window side at level 1 (192 = 1.5 x the 128 training crop).
-        weight_generation: ``False`` gives the paper's "w/o weight generation" ablation, which is
-            exactly :class:`Restormer` (26.12 M parameters).
+        weight_generation: ``False`` gives the paper's "w/o weight generation" ablation: the
+            :class:`Restormer` trunk with its head and state-dict keys (26.12 M parameters), with
+            local windows at test time.
         generate_all_parameters: the "generate all parameters of the block" ablation: every
             convolution weight of the adaptive blocks is generated (663 M parameters at the paper's size).
         stop_gradient: ``False`` lets gradients flow from TREN into the encoder (ablation).
@@ -151,8 +155,6 @@ class TAT(nn.Module):
         generate_all_parameters: bool = False,
         stop_gradient: bool = True,
     ) -> None:
-        super().__init__()
-        num_blocks, heads = check_trunk_arguments(spatial_dims, dim, num_blocks, heads)
         if dim % 2:
             raise ValueError(f"TAT needs an even dim (TREN pixel-shuffles 8*dim channels by 4), got {dim}.")
         if tren_dim is None:
@@ -161,70 +163,61 @@ class TAT(nn.Module):
             raise ValueError(f"tren_dim must be divisible by 4, got {tren_dim}.")
         if generate_all_parameters and not weight_generation:
             raise ValueError("generate_all_parameters needs weight_generation=True.")
-        self.config: dict[str, Any] = dict(
-            spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, dim=dim,
-            num_blocks=num_blocks, num_refinement_blocks=num_refinement_blocks, heads=heads,
-            ffn_expansion_factor=ffn_expansion_factor, tren_dim=tren_dim, tlc=tlc, tlc_window=tlc_window,
-            weight_generation=weight_generation, generate_all_parameters=generate_all_parameters,
-            stop_gradient=stop_gradient,
+        own_config = dict(
+            tren_dim=tren_dim, tlc=tlc, tlc_window=tlc_window, weight_generation=weight_generation,
+            generate_all_parameters=generate_all_parameters, stop_gradient=stop_gradient,
         )  # fmt: skip
+        super().__init__(spatial_dims, in_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads, ffn_expansion_factor, own_config)
         self.weight_generation = weight_generation
         self.stop_gradient = stop_gradient
-        self.traced_size: Optional[tuple[int, int]] = None
         if not weight_generation:
-            # The ablation is the plain Restormer; keep it as the whole body.
-            self.restormer = Restormer(spatial_dims, in_channels, out_channels, dim, num_blocks, num_refinement_blocks, heads, ffn_expansion_factor)
-            for name, module in self.restormer.named_modules():
-                if hasattr(module, "local_window"):
-                    module.local_window = self._window(tlc, tlc_window, module.num_heads)
+            self.register_load_state_dict_pre_hook(_drop_legacy_prefix_on_load)
+
+    @staticmethod
+    def _window(tlc: bool, tlc_window: int, num_heads: int) -> Optional[int]:
+        return tlc_window // num_heads if tlc else None
+
+    def _make_level(self, name: str, channels: int, num_blocks: int, num_heads: int) -> nn.Module:
+        """Local windows at every level; weight-adaptive blocks at the :data:`ADAPTIVE_LEVELS`."""
+        config = self.config
+        window = self._window(config["tlc"], config["tlc_window"], num_heads)
+        ffn = config["ffn_expansion_factor"]
+        adaptive = config["weight_generation"] and name in ADAPTIVE_LEVELS
+        if adaptive and config["generate_all_parameters"]:
+            return FullyAdaptiveLevel(channels, num_blocks, num_heads, ffn, local_window=window)
+        return make_level(channels, num_blocks, num_heads, ffn, adaptive=adaptive, local_window=window)
+
+    def _build_head(self) -> None:
+        """TREN, then the fusion head (that order keeps the reference's key order)."""
+        if not self.config["weight_generation"]:
+            super()._build_head()
             return
-
-        ffn = ffn_expansion_factor
-        windows = [self._window(tlc, tlc_window, h) for h in heads]
-        self.patch_embed = nn.Conv2d(in_channels, dim, 3, padding=1, bias=False)
-        self.encoder_level1 = make_level(dim, num_blocks[0], heads[0], ffn, local_window=windows[0])
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = make_level(dim * 2, num_blocks[1], heads[1], ffn, local_window=windows[1])
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = make_level(dim * 4, num_blocks[2], heads[2], ffn, local_window=windows[2])
-        self.down3_4 = Downsample(dim * 4)
-
-        adaptive_level = FullyAdaptiveLevel if generate_all_parameters else make_level
-        self.latent = adaptive_level(dim * 8, num_blocks[3], heads[3], ffn, adaptive=True, local_window=windows[3])
-        self.up4_3 = Upsample(dim * 8)
-        self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, 1, bias=False)
-        self.decoder_level3 = adaptive_level(dim * 4, num_blocks[2], heads[2], ffn, adaptive=True, local_window=windows[2])
-        self.up3_2 = Upsample(dim * 4)
-        self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, 1, bias=False)
-        self.decoder_level2 = adaptive_level(dim * 2, num_blocks[1], heads[1], ffn, adaptive=True, local_window=windows[1])
-        self.up2_1 = Upsample(dim * 2)
-        self.decoder_level1 = adaptive_level(dim * 2, num_blocks[0], heads[0], ffn, adaptive=True, local_window=windows[0])
-        self.refinement = adaptive_level(dim * 2, num_refinement_blocks, heads[0], ffn, adaptive=True, local_window=windows[0])
-
-        if generate_all_parameters:
-            kernel_channels = {
-                f"{gen}_all": getattr(self, level).generated_numel for level, gen in ADAPTIVE_LEVELS.items() if level != "refinement"
-            }
+        dim, tren_dim = self.config["dim"], self.config["tren_dim"]
+        generated_levels = [(level, gen) for level, gen in ADAPTIVE_LEVELS.items() if level != "refinement"]
+        if self.config["generate_all_parameters"]:
+            kernel_channels = {f"{gen}_all": getattr(self, level).generated_numel for level, gen in generated_levels}
             self.tren = TaskRepresentationNet(dim, tren_dim, kernel_channels, kernel_size_per_channel=1)
         else:
-            level_width = {"latent": dim * 8, "level3": dim * 4, "level2": dim * 2, "level1": dim * 2}
             kernel_channels = {}
-            for gen, width in level_width.items():
+            for level, gen in generated_levels:
+                width = dim * LEVEL_WIDTHS[level]
                 kernel_channels[f"{gen}_attn"] = 3 * width
-                kernel_channels[f"{gen}_ffn"] = 2 * gdfn_hidden_channels(width, ffn)
+                kernel_channels[f"{gen}_ffn"] = 2 * gdfn_hidden_channels(width, self.config["ffn_expansion_factor"])
             self.tren = TaskRepresentationNet(dim, tren_dim, kernel_channels)
-
         self.fusion = nn.Sequential(
             nn.Conv2d(dim * 5, dim, 3, padding=1, bias=False),
             nn.GELU(),
             nn.Conv2d(dim, dim, 1, bias=False),
         )
-        self.output = nn.Conv2d(dim, out_channels, 3, padding=1, bias=False)
-        self.add_input = in_channels == out_channels
+        self.output = nn.Conv2d(dim, self.config["out_channels"], 3, padding=1, bias=False)
 
-    @staticmethod
-    def _window(tlc: bool, tlc_window: int, num_heads: int) -> Optional[int]:
-        return tlc_window // num_heads if tlc else None
+    def upgrade_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+        """Drop the :data:`LEGACY_ABLATION_PREFIX` of an older ``weight_generation=False`` state dict."""
+        if self.weight_generation:
+            return state_dict
+        upgraded = dict(state_dict)
+        _drop_legacy_prefix(upgraded)
+        return upgraded
 
     def set_tlc(self, enabled: bool, tlc_window: Optional[int] = None) -> None:
         """Switch the test-time local windows on or off (e.g. to compare with global attention)."""
@@ -234,35 +227,33 @@ class TAT(nn.Module):
             if hasattr(module, "local_window"):
                 module.local_window = self._window(enabled, window, module.num_heads)
 
-    def _adaptive_level(self, name: str, x: torch.Tensor, kernels: dict[str, torch.Tensor]) -> torch.Tensor:
-        level = getattr(self, name)
-        gen = ADAPTIVE_LEVELS[name]
+    def _before_latent(self, latent_input: torch.Tensor, conditioning: dict[str, Any]) -> None:
+        """TREN's kernels from the latent input, detached unless ``stop_gradient`` is off."""
+        if self.weight_generation:
+            conditioning["kernels"] = self.tren(latent_input.detach() if self.stop_gradient else latent_input)
+
+    def _run_level(self, name: str, x: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
+        if not self.weight_generation or name not in ADAPTIVE_LEVELS:
+            return super()._run_level(name, x, conditioning)
+        level, gen, kernels = getattr(self, name), ADAPTIVE_LEVELS[name], conditioning["kernels"]
         if isinstance(level, FullyAdaptiveLevel):
             return level(x, kernels[f"{gen}_all"])
         return run_level(level, x, kernels[f"{gen}_attn"], kernels[f"{gen}_ffn"])
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)``."""
-        image = check_traced_size(self, image)
+    def _head(self, encoded1: torch.Tensor, decoded1: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
         if not self.weight_generation:
-            return self.restormer(image)
-        height, width = image.shape[-2:]
-        x_in = pad_to_multiple(image, 8).contiguous(memory_format=torch.channels_last)
-        enc1 = run_level(self.encoder_level1, self.patch_embed(x_in))
-        enc2 = run_level(self.encoder_level2, self.down1_2(enc1))
-        enc3 = run_level(self.encoder_level3, self.down2_3(enc2))
-        latent_in = self.down3_4(enc3)
-        kernels = self.tren(latent_in.detach() if self.stop_gradient else latent_in)
+            return super()._head(encoded1, decoded1, refined)
+        return self.output(self.fusion(torch.cat([encoded1, decoded1, refined], dim=1)))
 
-        latent = self._adaptive_level("latent", latent_in, kernels)
-        dec3 = self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], dim=1))
-        dec3 = self._adaptive_level("decoder_level3", dec3, kernels)
-        dec2 = self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], dim=1))
-        dec2 = self._adaptive_level("decoder_level2", dec2, kernels)
-        dec1 = self._adaptive_level("decoder_level1", torch.cat([self.up2_1(dec2), enc1], dim=1), kernels)
-        refined = self._adaptive_level("refinement", dec1, kernels)
 
-        out = self.output(self.fusion(torch.cat([enc1, dec1, refined], dim=1)))
-        if self.add_input:
-            out = out + x_in
-        return crop_to(out, height, width).contiguous()
+def _drop_legacy_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "") -> None:
+    """Rename ``<prefix>restormer.<key>`` to ``<prefix><key>`` in place (``prefix``: the TAT's own
+    place in a larger state dict, as load-state-dict hooks get it)."""
+    legacy = prefix + LEGACY_ABLATION_PREFIX
+    for key in [key for key in state_dict if key.startswith(legacy)]:
+        state_dict[prefix + key[len(legacy):]] = state_dict.pop(key)
+
+
+def _drop_legacy_prefix_on_load(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook of the ablation (a module-level function, so the model still pickles)."""
+    _drop_legacy_prefix(state_dict, prefix)

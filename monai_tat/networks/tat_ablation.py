@@ -35,8 +35,7 @@ class FullyAdaptiveLevel(nn.Module):
 
     Args:
         channels, num_blocks, num_heads, ffn_expansion_factor, local_window: as
-            :func:`~monai_tat.networks.restormer.make_level`.
-        adaptive: accepted for signature compatibility with ``make_level``; always adaptive.
+            :func:`~monai_tat.networks.trunk.make_level`.
 
     ``generated_numel`` is the length of the generated vector this level consumes.
     """
@@ -47,11 +46,9 @@ class FullyAdaptiveLevel(nn.Module):
         num_blocks: int,
         num_heads: int,
         ffn_expansion_factor: float,
-        adaptive: bool = True,
         local_window: Optional[int] = None,
     ) -> None:
         super().__init__()
-        del adaptive
         self.blocks = nn.ModuleList(
             TransformerBlock(channels, num_heads, ffn_expansion_factor, local_window=local_window) for _ in range(num_blocks)
         )
