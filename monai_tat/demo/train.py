@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bundles", default=None, help="bundles folder (default: the repository's)")
     p.add_argument("--no-bundles", action="store_true", help="do not write the bundle's models/model.pt")
     p.add_argument("--quick", action="store_true", help="tiny network and data: a smoke run in seconds")
+    p.add_argument("--export-only", action="store_true",
+                   help="do not train: export and evaluate the best validated weights a stopped run left in --work")
     args = p.parse_args(argv)
 
     from monai_tat.io import atomic_write
@@ -308,12 +310,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.init:
         overrides["initialize"] = _initialize_from(Path(args.init), bundle_dir)
-    _log(f"{model}: training {iterations} iterations with {bundle_dir / 'configs' / 'train.json'} in {work}")
-    start = time.time()
-    run_workflow(bundle_dir, "train.json", "train", overrides)
-    wall = time.time() - start
+    stopped_at = None
+    if args.export_only:
+        from monai_tat.training import latest_checkpoint
 
-    info = {"iterations": iterations, "wall_s_this_run": round(wall, 1), "patch": patch,
+        if not (work / "models" / "model.pt").is_file():
+            raise SystemExit(f"{work / 'models' / 'model.pt'} does not exist: the run has not validated any weights yet")
+        last = latest_checkpoint(work / "checkpoints")
+        stopped_at = Path(last).stem if last else None
+        _log(f"{model}: exporting the best validated weights of {work} (last checkpoint {stopped_at})")
+        wall = 0.0
+    else:
+        _log(f"{model}: training {iterations} iterations with {bundle_dir / 'configs' / 'train.json'} in {work}")
+        start = time.time()
+        run_workflow(bundle_dir, "train.json", "train", overrides)
+        wall = time.time() - start
+
+    info = {"iterations": iterations, "stopped_at": stopped_at, "wall_s_this_run": round(wall, 1), "patch": patch,
             "batch": 3 * args.samples_per_task, "learning_rate": args.lr, "seed": args.seed,
             "datalists": [Path(d).name if d == str(phantoms) else d for d in datalists],
             "simulation": TASK_SETTINGS, "network": size,

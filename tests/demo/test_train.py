@@ -30,6 +30,13 @@ def test_quick_training_exports_weights_metrics_and_resumes(tmp_path):
     assert main(args + ["--iterations", "6"]) == 0
     full = torch.load(tmp_path / "work" / "checkpoints" / "checkpoint_final.pt", weights_only=True)
     assert full["trainer"]["iteration"] == 6
+    # A stopped run's best validated weights export without training further.
+    (tmp_path / "out" / "tat_demo.safetensors").unlink()
+    assert main(args + ["--export-only"]) == 0
+    info = json.loads((tmp_path / "out" / "tat_demo_metrics.json").read_text())
+    assert info["stopped_at"] == "checkpoint_final" and info["wall_s_this_run"] == 0.0
+    assert torch.equal(read_checkpoint(weights)[0]["patch_embed.weight"],
+                       torch.load(tmp_path / "work" / "models" / "model.pt", weights_only=True)["patch_embed.weight"])
 
 
 def test_init_weights_are_loaded_into_the_network(tmp_path):
