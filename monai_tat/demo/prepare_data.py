@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import TASKS
 
 __all__ = ["Plan", "Job", "DEFAULT_PLAN", "plan_jobs", "run_job", "prepare", "main"]
 
-_TASK_CODE = {"ct": 1, "pet": 2, "mri": 3}
 _ROLE_CODE = {"training": 1, "validation": 2, "heldout": 7}
 
 
@@ -141,7 +141,7 @@ def _anatomy(sources_dir: str) -> dict[str, Any]:
 def _rng(seed: int, job: Job) -> np.random.Generator:
     # held-out jobs get their own stream (role code), independent of every training draw
     return np.random.default_rng([seed, zlib.crc32(job.case.encode()), job.variant, _ROLE_CODE[job.role],
-                                  _TASK_CODE[job.task]])
+                                  TASKS.index(job.task) + 1])
 
 
 def _crop(array: np.ndarray, affine: np.ndarray, task: str, independent: bool) -> tuple[np.ndarray, np.ndarray]:
