@@ -11,6 +11,9 @@ from monai_tat.networks import AMIR, TAT, load_reference_state_dict, network_fro
 from tests.conftest import FIXTURES
 from tests.networks.reference_weights import rebuild_reference_state_dict
 
+# Full-size float64 parity against the authors' reference outputs: part of CI, not of the quick loop.
+pytestmark = pytest.mark.slow
+
 TOLERANCE = 1e-6
 
 
