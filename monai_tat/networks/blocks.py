@@ -24,6 +24,8 @@ __all__ = [
     "Downsample",
     "Upsample",
     "window_starts",
+    "window_segments",
+    "average_overlapping_windows",
     "gdfn_hidden_channels",
 ]
 
@@ -103,6 +105,44 @@ def window_starts(length: int, window: int) -> list[int]:
     return starts
 
 
+def window_segments(starts: list[int], window: int, length: int) -> list[tuple[int, int, list[int]]]:
+    """Split ``[0, length)`` into the runs of pixels covered by the same windows.
+
+    Returns ``(begin, end, covering)`` per run, in order, ``covering`` the indices (ascending) of the
+    windows of side ``window`` at ``starts`` that contain the run.
+    """
+    bounds = sorted({0, length, *starts, *(start + window for start in starts)})
+    return [
+        (begin, end, [index for index, start in enumerate(starts) if start <= begin and end <= start + window])
+        for begin, end in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def average_overlapping_windows(windows: torch.Tensor, rows: list[int], cols: list[int], height: int, width: int) -> torch.Tensor:
+    """Put window outputs back on the ``height x width`` map, averaging where they overlap.
+
+    ``windows`` ``(B, len(rows), len(cols), kh, kw, C)``, window ``(i, j)`` starting at pixel
+    ``(rows[i], cols[j])`` -> ``(B, height, width, C)``. The map is assembled from the runs that
+    the same windows cover (slices, sums and concatenations only), so a traced or exported graph
+    holds no map-sized buffer or index tensor; each pixel sums its windows in row-major order and
+    divides by their count, as accumulating them into a zero map would.
+    """
+    kh, kw = windows.shape[3], windows.shape[4]
+    row_runs = []
+    for top, bottom, row_windows in window_segments(rows, kh, height):
+        pieces = []
+        for left, right, col_windows in window_segments(cols, kw, width):
+            total: Optional[torch.Tensor] = None
+            for i in row_windows:
+                for j in col_windows:
+                    piece = windows[:, i, j, top - rows[i] : bottom - rows[i], left - cols[j] : right - cols[j]]
+                    total = piece if total is None else total + piece
+            count = len(row_windows) * len(col_windows)
+            pieces.append(total if count == 1 else total / count)
+        row_runs.append(torch.cat(pieces, dim=2))
+    return torch.cat(row_runs, dim=1)
+
+
 class ChannelAttention(nn.Module):
     """Multi-Dconv head transposed attention (MDTA), optionally inside TLC local windows.
 
@@ -173,16 +213,9 @@ class ChannelAttention(nn.Module):
         batch, height, width, c3 = tokens.shape
         kh, kw = size
         windows = torch.stack([tokens[:, r : r + kh, c : c + kw] for r in rows for c in cols], dim=1)
-        out_windows = self._attend(windows.reshape(-1, kh * kw, c3)).reshape(batch, -1, kh, kw, c3 // 3)
-        out = tokens.new_zeros(batch, height, width, c3 // 3)
-        coverage = tokens.new_zeros(1, height, width, 1)
-        index = 0
-        for r in rows:
-            for c in cols:
-                out[:, r : r + kh, c : c + kw] += out_windows[:, index]
-                coverage[:, r : r + kh, c : c + kw] += 1.0
-                index += 1
-        return out / coverage
+        out_windows = self._attend(windows.reshape(-1, kh * kw, c3))
+        out_windows = out_windows.reshape(batch, len(rows), len(cols), kh, kw, c3 // 3)
+        return average_overlapping_windows(out_windows, rows, cols, height, width)
 
     def forward(self, x: torch.Tensor, generated: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x`` ``(B, C, H, W)``; ``generated`` ``(B, 3C, 1, 3, 3)`` for adaptive blocks."""
