@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+import math
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +62,7 @@ class RestorationInstructionNet(nn.Module):
 def coefficient_of_variation_sq(values: torch.Tensor) -> torch.Tensor:
     """``var(values, unbiased) / (mean(values)^2 + 1e-10)``: the MoE balance measure (0 for one value)."""
     if values.numel() <= 1:
-        return values.new_zeros(())
+        return torch.zeros((), dtype=values.dtype, device=values.device)
     return values.var() / (values.mean() ** 2 + 1e-10)
 
 
@@ -110,27 +111,39 @@ class SpatialRouting(nn.Module):
 
     def _experts_dense(self, tokens: torch.Tensor) -> torch.Tensor:
         """All experts on all tokens: ``(N, C)`` -> ``(N, E, C)`` as two batched matrix products."""
-        w1 = torch.cat([e["fc1"].weight for e in self.experts])  # (E*h, C)
-        b1 = torch.cat([e["fc1"].bias for e in self.experts])
+        w1_parts: list[torch.Tensor] = []
+        b1_parts: list[torch.Tensor] = []
+        w2_parts: list[torch.Tensor] = []
+        b2_parts: list[torch.Tensor] = []
+        for expert in self.experts:  # loops, not comprehensions, so TorchScript compiles them
+            w1_parts.append(expert["fc1"].weight)
+            b1_parts.append(expert["fc1"].bias)
+            w2_parts.append(expert["fc2"].weight)
+            b2_parts.append(expert["fc2"].bias)
+        w1 = torch.cat(w1_parts)  # (E*h, C)
+        b1 = torch.cat(b1_parts)
         hidden = F.gelu(F.linear(tokens, w1, b1))  # (N, E*h)
         hidden = hidden.reshape(tokens.shape[0], self.num_experts, -1).transpose(0, 1)  # (E, N, h)
-        w2 = torch.stack([e["fc2"].weight for e in self.experts])  # (E, C, h)
-        b2 = torch.stack([e["fc2"].bias for e in self.experts])  # (E, C)
+        w2 = torch.stack(w2_parts)  # (E, C, h)
+        b2 = torch.stack(b2_parts)  # (E, C)
         out = torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))  # (E, N, C)
         return out.transpose(0, 1)
+
+    def _normal_cdf(self, value: torch.Tensor) -> torch.Tensor:
+        """CDF of the normal with the buffers' mean and std (``torch.distributions.Normal.cdf``'s formula)."""
+        return 0.5 * (1 + torch.erf((value - self.normal_mean) * self.normal_std.reciprocal() / math.sqrt(2)))
 
     def _load_in_training(self, clean: torch.Tensor, noisy: torch.Tensor, noise_std: torch.Tensor) -> torch.Tensor:
         """Expected number of tokens routed to each expert under the gate noise (smooth, for the loss)."""
         top_values = noisy.topk(min(self.top_k + 1, self.num_experts), dim=-1).values
-        normal = torch.distributions.Normal(self.normal_mean, self.normal_std)
         if self.top_k == self.num_experts:
             return torch.ones_like(clean).sum(0)
         # An expert is in the top-k if its noisy logit beats the k-th best of the others.
         threshold_if_in = top_values[:, self.top_k : self.top_k + 1]
         threshold_if_out = top_values[:, self.top_k - 1 : self.top_k]
         is_in = noisy > threshold_if_in
-        prob_if_in = normal.cdf((clean - threshold_if_in) / noise_std)
-        prob_if_out = normal.cdf((clean - threshold_if_out) / noise_std)
+        prob_if_in = self._normal_cdf((clean - threshold_if_in) / noise_std)
+        prob_if_out = self._normal_cdf((clean - threshold_if_out) / noise_std)
         return torch.where(is_in, prob_if_in, prob_if_out).sum(0)
 
     def forward(self, x: torch.Tensor, instruction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,6 +154,7 @@ class SpatialRouting(nn.Module):
         # [x, d] @ w_gate, with the instruction half computed once per sample.
         cond_logits = (condition @ self.w_gate[channels:]).repeat_interleave(height * width, dim=0)
         clean_logits = tokens @ self.w_gate[:channels] + cond_logits
+        noise_std: Optional[torch.Tensor] = None  # set only in training
         if self.training:
             cond_noise = (condition @ self.w_noise[channels:]).repeat_interleave(height * width, dim=0)
             noise_std = F.softplus(tokens @ self.w_noise[:channels] + cond_noise) + 0.01
@@ -160,7 +174,7 @@ class SpatialRouting(nn.Module):
         y = mixed.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
         importance = gates.sum(0)
-        if self.training:
+        if noise_std is not None:
             load = self._load_in_training(clean_logits, logits, noise_std)
         else:
             load = (gates > 0).to(gates.dtype).sum(0)
@@ -238,24 +252,37 @@ class AMIR(RestormerTrunk):
         for level in CHANNEL_ROUTED_LEVELS:
             setattr(self, f"channel_routing_{level}", ChannelRouting(dim * LEVEL_WIDTHS[level], instruction_dim))
 
-    def _condition(self, image: torch.Tensor) -> dict[str, Any]:
-        """The instruction ``(B, instruction_dim)`` from the degraded image, and a list for the
-        spatial routing modules' balance losses."""
-        return {"instruction": self.dict_generator(image), "balance": []}
+    def _condition(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The instruction ``(B, instruction_dim)`` from the degraded image; the spatial routing
+        modules add their balance losses under ``"balance"``."""
+        return {"instruction": self.dict_generator(image)}
 
-    def _run_level(self, name: str, x: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
-        """Route ``x`` (SRM before encoder levels 1-3, CRM before the latent and decoders), then run the level."""
+    def _enter_level(self, name: str, x: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Route ``x`` before level ``name``: SRM before encoder levels 1-3, CRM before the latent and
+        decoders. (One branch per module: TorchScript cannot look modules up by a run-time name.)"""
         instruction = conditioning["instruction"]
-        if name in SPATIALLY_ROUTED_LEVELS:
-            x, balance = getattr(self, f"spatial_routing_{name}")(x, instruction)
-            conditioning["balance"].append(balance)
-        elif name in CHANNEL_ROUTED_LEVELS:
-            x = getattr(self, f"channel_routing_{name}")(x, instruction)
-        return super()._run_level(name, x, conditioning)
+        if name == "encoder_level1":
+            x, balance = self.spatial_routing_encoder_level1(x, instruction)
+        elif name == "encoder_level2":
+            x, balance = self.spatial_routing_encoder_level2(x, instruction)
+        elif name == "encoder_level3":
+            x, balance = self.spatial_routing_encoder_level3(x, instruction)
+        elif name == "latent":
+            return self.channel_routing_latent(x, instruction)
+        elif name == "decoder_level3":
+            return self.channel_routing_decoder_level3(x, instruction)
+        elif name == "decoder_level2":
+            return self.channel_routing_decoder_level2(x, instruction)
+        elif name == "decoder_level1":
+            return self.channel_routing_decoder_level1(x, instruction)
+        else:
+            return x
+        # summed in run order, level 1 first
+        conditioning["balance"] = conditioning["balance"] + balance if "balance" in conditioning else balance
+        return x
 
-    def _result(self, restored: torch.Tensor, conditioning: dict[str, Any]) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def _result(self, restored: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The image, with the summed balance loss of the spatial routing in training mode."""
         if not self.training:
             return restored
-        losses = conditioning["balance"]
-        return restored, sum(losses[1:], losses[0])
+        return restored, conditioning["balance"]

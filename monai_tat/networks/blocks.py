@@ -57,7 +57,7 @@ class LayerNorm2d(nn.Module):
         # layer_norm over the last axis of a channels-last view; the result keeps a channels-last
         # memory layout, which the following 1x1 convolution consumes without a copy.
         x_last = x.permute(0, 2, 3, 1)
-        out = F.layer_norm(x_last, (x_last.shape[-1],), self.weight, self.bias, self.eps)
+        out = F.layer_norm(x_last, [x_last.shape[-1]], self.weight, self.bias, self.eps)
         return out.permute(0, 3, 1, 2)
 
 
@@ -109,13 +109,27 @@ def window_segments(starts: list[int], window: int, length: int) -> list[tuple[i
     """Split ``[0, length)`` into the runs of pixels covered by the same windows.
 
     Returns ``(begin, end, covering)`` per run, in order, ``covering`` the indices (ascending) of the
-    windows of side ``window`` at ``starts`` that contain the run.
+    windows of side ``window`` at ``starts`` that contain the run. (Plain loops over int lists, so
+    TorchScript compiles it.)
     """
-    bounds = sorted({0, length, *starts, *(start + window for start in starts)})
-    return [
-        (begin, end, [index for index, start in enumerate(starts) if start <= begin and end <= start + window])
-        for begin, end in zip(bounds[:-1], bounds[1:])
-    ]
+    candidates = [0, length]
+    for start in starts:
+        candidates.append(start)
+        candidates.append(start + window)
+    candidates.sort()
+    bounds: list[int] = []
+    for bound in candidates:
+        if len(bounds) == 0 or bounds[-1] != bound:
+            bounds.append(bound)
+    segments: list[tuple[int, int, list[int]]] = []
+    for run in range(len(bounds) - 1):
+        begin, end = bounds[run], bounds[run + 1]
+        covering: list[int] = []
+        for index, start in enumerate(starts):
+            if start <= begin and end <= start + window:
+                covering.append(index)
+        segments.append((begin, end, covering))
+    return segments
 
 
 def average_overlapping_windows(windows: torch.Tensor, rows: list[int], cols: list[int], height: int, width: int) -> torch.Tensor:
@@ -128,15 +142,19 @@ def average_overlapping_windows(windows: torch.Tensor, rows: list[int], cols: li
     divides by their count, as accumulating them into a zero map would.
     """
     kh, kw = windows.shape[3], windows.shape[4]
-    row_runs = []
+    row_runs: list[torch.Tensor] = []
     for top, bottom, row_windows in window_segments(rows, kh, height):
-        pieces = []
+        pieces: list[torch.Tensor] = []
         for left, right, col_windows in window_segments(cols, kw, width):
             total: Optional[torch.Tensor] = None
             for i in row_windows:
                 for j in col_windows:
                     piece = windows[:, i, j, top - rows[i] : bottom - rows[i], left - cols[j] : right - cols[j]]
-                    total = piece if total is None else total + piece
+                    if total is None:
+                        total = piece
+                    else:
+                        total = total + piece
+            assert total is not None  # every pixel lies in at least one window
             count = len(row_windows) * len(col_windows)
             pieces.append(total if count == 1 else total / count)
         row_runs.append(torch.cat(pieces, dim=2))
@@ -212,7 +230,11 @@ class ChannelAttention(nn.Module):
         averaged -> ``(B, H, W, C)``. All windows of all samples run as one batch."""
         batch, height, width, c3 = tokens.shape
         kh, kw = size
-        windows = torch.stack([tokens[:, r : r + kh, c : c + kw] for r in rows for c in cols], dim=1)
+        crops: list[torch.Tensor] = []
+        for r in rows:
+            for c in cols:
+                crops.append(tokens[:, r : r + kh, c : c + kw])
+        windows = torch.stack(crops, dim=1)
         out_windows = self._attend(windows.reshape(-1, kh * kw, c3))
         out_windows = out_windows.reshape(batch, len(rows), len(cols), kh, kw, c3 // 3)
         return average_overlapping_windows(out_windows, rows, cols, height, width)
@@ -223,12 +245,14 @@ class ChannelAttention(nn.Module):
         batch, c3, height, width = qkv.shape
         tokens = qkv.permute(0, 2, 3, 1)  # (B, H, W, 3C): a free view when qkv is channels-last
         window = self.local_window
-        if window is None or (height <= window and width <= window):
-            # A single window covering the map is global attention.
-            out = self._attend(tokens.reshape(batch, height * width, c3)).reshape(batch, height, width, c3 // 3)
-        else:
-            size = (min(height, window), min(width, window))
-            out = self._attend_in_windows(tokens, window_starts(height, window), window_starts(width, window), size)
+        # Written as nested checks so TorchScript drops the window branch when the attribute is None.
+        if window is not None:
+            if height > window or width > window:
+                size = (min(height, window), min(width, window))
+                out = self._attend_in_windows(tokens, window_starts(height, window), window_starts(width, window), size)
+                return self.project_out(out.permute(0, 3, 1, 2))
+        # A single window covering the map is global attention.
+        out = self._attend(tokens.reshape(batch, height * width, c3)).reshape(batch, height, width, c3 // 3)
         return self.project_out(out.permute(0, 3, 1, 2))
 
 

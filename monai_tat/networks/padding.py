@@ -15,7 +15,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = 8) -> torch.Tensor:
     the image; a side shorter than the padding falls back to edge replication, which reflection
     cannot do. Returns ``x`` itself when no padding is needed.
     """
-    height, width = x.shape[-2:]
+    height, width = x.shape[-2], x.shape[-1]
     pad_h = (multiple - height % multiple) % multiple
     pad_w = (multiple - width % multiple) % multiple
     if pad_h == 0 and pad_w == 0:

@@ -11,7 +11,7 @@ from torch import nn
 
 from monai_tat.networks.blocks import gdfn_hidden_channels
 from monai_tat.networks.tat_ablation import FullyAdaptiveLevel
-from monai_tat.networks.trunk import LEVEL_WIDTHS, RestormerTrunk, make_level, run_level
+from monai_tat.networks.trunk import LEVEL_WIDTHS, RestormerTrunk, make_level
 
 __all__ = ["TAT", "TaskRepresentationNet", "ADAPTIVE_LEVELS", "LEGACY_ABLATION_PREFIX"]
 
@@ -90,7 +90,7 @@ class TaskRepresentationNet(nn.Module):
         features = self.expand(self.res_blocks(features))
         z = self.mlp(features.mean(dim=(-2, -1)))
         batch = z.shape[0]
-        kernels = {}
+        kernels: dict[str, torch.Tensor] = {}
         for name, generator in self.generators.items():
             generated = F.gelu(generator(z))
             if self.values_per_channel == 9:
@@ -184,8 +184,9 @@ class TAT(RestormerTrunk):
         ffn = config["ffn_expansion_factor"]
         adaptive = config["weight_generation"] and name in ADAPTIVE_LEVELS
         if adaptive and config["generate_all_parameters"]:
-            return FullyAdaptiveLevel(channels, num_blocks, num_heads, ffn, local_window=window)
-        return make_level(channels, num_blocks, num_heads, ffn, adaptive=adaptive, local_window=window)
+            return FullyAdaptiveLevel(channels, num_blocks, num_heads, ffn, local_window=window, kernel_source=ADAPTIVE_LEVELS[name])
+        source = ADAPTIVE_LEVELS[name] if adaptive else ""
+        return make_level(channels, num_blocks, num_heads, ffn, adaptive=adaptive, local_window=window, kernel_source=source)
 
     def _build_head(self) -> None:
         """TREN, then the fusion head (that order keeps the reference's key order)."""
@@ -227,23 +228,18 @@ class TAT(RestormerTrunk):
             if hasattr(module, "local_window"):
                 module.local_window = self._window(enabled, window, module.num_heads)
 
-    def _before_latent(self, latent_input: torch.Tensor, conditioning: dict[str, Any]) -> None:
-        """TREN's kernels from the latent input, detached unless ``stop_gradient`` is off."""
-        if self.weight_generation:
-            conditioning["kernels"] = self.tren(latent_input.detach() if self.stop_gradient else latent_input)
-
-    def _run_level(self, name: str, x: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
-        if not self.weight_generation or name not in ADAPTIVE_LEVELS:
-            return super()._run_level(name, x, conditioning)
-        level, gen, kernels = getattr(self, name), ADAPTIVE_LEVELS[name], conditioning["kernels"]
-        if isinstance(level, FullyAdaptiveLevel):
-            return level(x, kernels[f"{gen}_all"])
-        return run_level(level, x, kernels[f"{gen}_attn"], kernels[f"{gen}_ffn"])
+    def _before_latent(self, latent_input: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> None:
+        """TREN's kernels from the latent input (detached unless ``stop_gradient`` is off), added to
+        the conditioning the adaptive levels read them from."""
+        if hasattr(self, "tren"):  # static under TorchScript: the ablation without TREN compiles too
+            kernels = self.tren(latent_input.detach() if self.stop_gradient else latent_input)
+            for name, kernel in kernels.items():
+                conditioning[name] = kernel
 
     def _head(self, encoded1: torch.Tensor, decoded1: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
-        if not self.weight_generation:
-            return super()._head(encoded1, decoded1, refined)
-        return self.output(self.fusion(torch.cat([encoded1, decoded1, refined], dim=1)))
+        if hasattr(self, "fusion"):
+            return self.output(self.fusion(torch.cat([encoded1, decoded1, refined], dim=1)))
+        return self.output(refined)  # the weight-generation ablation keeps Restormer's head
 
 
 def _drop_legacy_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "") -> None:

@@ -37,7 +37,9 @@ class FullyAdaptiveLevel(nn.Module):
         channels, num_blocks, num_heads, ffn_expansion_factor, local_window: as
             :func:`~monai_tat.networks.trunk.make_level`.
 
-    ``generated_numel`` is the length of the generated vector this level consumes.
+    ``generated_numel`` is the length of the generated vector this level consumes; it reads it from
+    the trunk's conditioning under ``<kernel_source>_all``. Not TorchScript-scriptable
+    (``functional_call``); trace it instead.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class FullyAdaptiveLevel(nn.Module):
         num_heads: int,
         ffn_expansion_factor: float,
         local_window: Optional[int] = None,
+        kernel_source: str = "",
     ) -> None:
         super().__init__()
+        self.kernel_source = kernel_source
         self.blocks = nn.ModuleList(
             TransformerBlock(channels, num_heads, ffn_expansion_factor, local_window=local_window) for _ in range(num_blocks)
         )
@@ -62,8 +66,9 @@ class FullyAdaptiveLevel(nn.Module):
             for _ in range(num_blocks)
         )
 
-    def forward(self, x: torch.Tensor, generated: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, C, H, W)``, ``generated`` ``(B, generated_numel)`` -> ``(B, C, H, W)``."""
+    def forward(self, x: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``x`` ``(B, C, H, W)``, ``conditioning[kernel_source + "_all"]`` ``(B, generated_numel)`` -> ``(B, C, H, W)``."""
+        generated = conditioning[self.kernel_source + "_all"]
         outputs = []
         for sample, vector in zip(x.split(1), generated):
             pieces = dict(zip(self.shapes, vector.split([torch.Size(s).numel() for s in self.shapes.values()])))

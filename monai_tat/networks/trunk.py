@@ -9,7 +9,8 @@ stage, an output 3x3 convolution and the input residual. The subclasses differ o
   local windows),
 - what conditions the levels at run time (:meth:`~RestormerTrunk._condition` on the image, AMIR's
   instruction; :meth:`~RestormerTrunk._before_latent` on the latent input, TAT's TREN kernels;
-  :meth:`~RestormerTrunk._run_level`, AMIR's routing before a level, TAT's kernels into it),
+  :meth:`~RestormerTrunk._enter_level`, AMIR's routing before a level; TAT's levels read their
+  kernels from the conditioning),
 - the head after the refinement (:meth:`~RestormerTrunk._build_head`, :meth:`~RestormerTrunk._head`:
   TAT's 5*dim fusion) and what ``forward`` returns (:meth:`~RestormerTrunk._result`: AMIR's
   balance loss in training).
@@ -30,7 +31,7 @@ from monai_tat.networks.blocks import Downsample, TransformerBlock, Upsample
 from monai_tat.networks.padding import crop_to, pad_to_multiple
 from monai_tat.networks.tracing import check_traced_size
 
-__all__ = ["RestormerTrunk", "LEVEL_WIDTHS", "make_level", "run_level", "check_trunk_arguments"]
+__all__ = ["RestormerTrunk", "BlockLevel", "LEVEL_WIDTHS", "make_level", "check_trunk_arguments"]
 
 #: Width of every level as a multiple of ``dim``, in the order the trunk runs them.
 LEVEL_WIDTHS: dict[str, int] = {
@@ -62,6 +63,29 @@ def check_trunk_arguments(
     return num_blocks, heads
 
 
+class BlockLevel(nn.ModuleList):
+    """The transformer blocks of one level, run in order (a list, so state-dict keys stay ``<level>.<i>.``).
+
+    ``kernel_source`` names the TAT generator whose per-sample depthwise kernels the blocks take
+    from the conditioning (``<source>_attn``, ``<source>_ffn``); empty for plain blocks.
+    """
+
+    def __init__(self, blocks: Sequence[nn.Module], kernel_source: str = "") -> None:
+        super().__init__(blocks)
+        self.kernel_source = kernel_source
+
+    def forward(self, x: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``x`` ``(B, C, H, W)``; ``conditioning`` the trunk's per-forward tensors."""
+        attn_kernel: Optional[torch.Tensor] = None
+        ffn_kernel: Optional[torch.Tensor] = None
+        if self.kernel_source != "":
+            attn_kernel = conditioning[self.kernel_source + "_attn"]
+            ffn_kernel = conditioning[self.kernel_source + "_ffn"]
+        for block in self:
+            x = block(x, attn_kernel, ffn_kernel)
+        return x
+
+
 def make_level(
     channels: int,
     num_blocks: int,
@@ -69,19 +93,14 @@ def make_level(
     ffn_expansion_factor: float,
     adaptive: bool = False,
     local_window: Optional[int] = None,
-) -> nn.ModuleList:
-    """``num_blocks`` transformer blocks of one level, as a list (adaptive blocks take extra inputs)."""
-    return nn.ModuleList(
-        TransformerBlock(channels, num_heads, ffn_expansion_factor, adaptive=adaptive, local_window=local_window)
-        for _ in range(num_blocks)
-    )
-
-
-def run_level(blocks: nn.ModuleList, x: torch.Tensor, *kernels: Optional[torch.Tensor]) -> torch.Tensor:
-    """Run a level's blocks in order, passing the (optional) generated kernels to each."""
-    for block in blocks:
-        x = block(x, *kernels)
-    return x
+    kernel_source: str = "",
+) -> BlockLevel:
+    """``num_blocks`` transformer blocks of one level (``kernel_source``: see :class:`BlockLevel`)."""
+    return BlockLevel(
+        [TransformerBlock(channels, num_heads, ffn_expansion_factor, adaptive=adaptive, local_window=local_window)
+         for _ in range(num_blocks)],
+        kernel_source,
+    )  # fmt: skip
 
 
 class RestormerTrunk(nn.Module):
@@ -159,25 +178,27 @@ class RestormerTrunk(nn.Module):
         """Rename the keys of an older layout of this network's state dict (none: unchanged)."""
         return state_dict
 
-    # --- forward hooks ------------------------------------------------------------------------
+    # --- forward hooks (TorchScript compiles the concrete class's overrides) --------------------
 
-    def _condition(self, image: torch.Tensor) -> dict[str, Any]:
-        """Per-forward state computed from the unpadded image ``(B, C, H, W)``, handed to every
-        later hook (mutable: hooks may add to it). Nothing by default."""
-        return {}
+    def _condition(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-forward tensors computed from the unpadded image ``(B, C, H, W)``, handed to every
+        later hook and level (mutable: hooks may add to it). Nothing by default."""
+        conditioning: dict[str, torch.Tensor] = {}
+        return conditioning
 
-    def _before_latent(self, latent_input: torch.Tensor, conditioning: dict[str, Any]) -> None:
+    def _before_latent(self, latent_input: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> None:
         """Called with the latent input ``(B, 8*dim, H/8, W/8)`` before the latent level runs."""
+        return None
 
-    def _run_level(self, name: str, x: torch.Tensor, conditioning: dict[str, Any]) -> torch.Tensor:
-        """Run level ``name`` on ``x``; by default its blocks in order."""
-        return run_level(getattr(self, name), x)
+    def _enter_level(self, name: str, x: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What reaches level ``name`` (a key of :data:`LEVEL_WIDTHS`): ``x`` unchanged by default."""
+        return x
 
     def _head(self, encoded1: torch.Tensor, decoded1: torch.Tensor, refined: torch.Tensor) -> torch.Tensor:
         """The restored residual from the level-1 features (all at full resolution)."""
         return self.output(refined)
 
-    def _result(self, restored: torch.Tensor, conditioning: dict[str, Any]) -> Any:
+    def _result(self, restored: torch.Tensor, conditioning: dict[str, torch.Tensor]) -> Any:
         """What ``forward`` returns; the restored image by default."""
         return restored
 
@@ -185,24 +206,25 @@ class RestormerTrunk(nn.Module):
 
     def forward(self, image: torch.Tensor) -> Any:
         """``(B, in_channels, H, W)`` -> ``(B, out_channels, H, W)`` (subclasses may add outputs)."""
-        image = check_traced_size(self, image)
-        height, width = image.shape[-2:]
-        conditioning = self._condition(image)
+        if not torch.jit.is_scripting():
+            image = check_traced_size(self, image)
+        height, width = image.shape[-2], image.shape[-1]
+        cond = self._condition(image)
         x_in = pad_to_multiple(image, 8).contiguous(memory_format=torch.channels_last)
-        level = self._run_level
-        enc1 = level("encoder_level1", self.patch_embed(x_in), conditioning)
-        enc2 = level("encoder_level2", self.down1_2(enc1), conditioning)
-        enc3 = level("encoder_level3", self.down2_3(enc2), conditioning)
+        enc1 = self.encoder_level1(self._enter_level("encoder_level1", self.patch_embed(x_in), cond), cond)
+        enc2 = self.encoder_level2(self._enter_level("encoder_level2", self.down1_2(enc1), cond), cond)
+        enc3 = self.encoder_level3(self._enter_level("encoder_level3", self.down2_3(enc2), cond), cond)
         latent_input = self.down3_4(enc3)
-        self._before_latent(latent_input, conditioning)
-        latent = level("latent", latent_input, conditioning)
+        self._before_latent(latent_input, cond)
+        latent = self.latent(self._enter_level("latent", latent_input, cond), cond)
         dec3 = self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], dim=1))
-        dec3 = level("decoder_level3", dec3, conditioning)
+        dec3 = self.decoder_level3(self._enter_level("decoder_level3", dec3, cond), cond)
         dec2 = self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], dim=1))
-        dec2 = level("decoder_level2", dec2, conditioning)
-        dec1 = level("decoder_level1", torch.cat([self.up2_1(dec2), enc1], dim=1), conditioning)
-        refined = level("refinement", dec1, conditioning)
+        dec2 = self.decoder_level2(self._enter_level("decoder_level2", dec2, cond), cond)
+        dec1 = torch.cat([self.up2_1(dec2), enc1], dim=1)
+        dec1 = self.decoder_level1(self._enter_level("decoder_level1", dec1, cond), cond)
+        refined = self.refinement(self._enter_level("refinement", dec1, cond), cond)
         out = self._head(enc1, dec1, refined)
         if self.add_input:
             out = out + x_in
-        return self._result(crop_to(out, height, width).contiguous(), conditioning)
+        return self._result(crop_to(out, height, width).contiguous(), cond)
