@@ -13,8 +13,8 @@ Each task's pair follows the same imaging chain for the reference (``hq``) and t
   truncation (:class:`KSpaceTruncation`), rounded to integers like a scanner's export.
 
 Strength is drawn around the papers' settings unless given: CT dose fraction 0.15-0.35 (quarter
-dose) and a full-dose fluence of 0.3-1.5 times the simulator's default (patient size and protocol
-vary); PET dose reduction factor 8-16 (DRF 12) and a count level of 0.6-1.6 times the default for
+dose) of a full-dose fluence 0.3-1.5 times the scan's own (real scans: the fluence at which the
+simulator's full-dose noise equals the scan's measured noise) or the simulator's default (phantoms); PET dose reduction factor 8-16 (DRF 12) and a count level of 0.6-1.6 times the default for
 the voxel size; MRI factor 4.
 """
 
@@ -53,15 +53,19 @@ def _seed(rng: np.random.Generator) -> int:
 
 def ct_pair(
     hu: np.ndarray, pixel_mm: float, thickness_mm: float, rng: np.random.Generator, *, noisy_input: bool = True,
-    dose_fraction: float | None = None, fluence_scale: float | None = None,
+    dose_fraction: float | None = None, fluence_scale: float | None = None, scan_fluence: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(hq, lq, params)`` of an ``(I, J, K)`` HU volume.
 
-    ``noisy_input=False`` (phantoms): the reference gets full-dose noise first.
+    ``noisy_input=False`` (phantoms): the reference gets full-dose noise first. ``scan_fluence``
+    (real scans, from :func:`~monai_tat.transforms.estimate_scan_fluence`): the fluence whose
+    full-dose noise is the scan's own, so the dose fraction is relative to the scan's dose;
+    ``fluence_scale`` multiplies it (or the simulator's default without it).
     """
     fraction = _draw(rng, dose_fraction, CT_RANGES["dose_fraction"])
     scale = _draw(rng, fluence_scale, CT_RANGES["fluence_scale"], log=True)
-    common = {"incident_photons_per_mm2": _CT_DEFAULT_FLUENCE * scale, "pixel_spacing_mm": pixel_mm,
+    base = scan_fluence if scan_fluence is not None else _CT_DEFAULT_FLUENCE
+    common = {"incident_photons_per_mm2": base * scale, "pixel_spacing_mm": pixel_mm,
               "slice_thickness_mm": thickness_mm}
     hq = hu.astype(np.float32)
     if not noisy_input:
@@ -69,7 +73,8 @@ def ct_pair(
     lq = np.asarray(LowDoseCT(fraction, account_for_input_noise=True, seed=_seed(rng), **common)(hq[None]))[0]
     window = get_task("ct").model_range
     hq, lq = (np.clip(np.round(x), *window) for x in (hq, lq))
-    params = {"dose_fraction": fraction, "fluence_scale": scale, **common, "hq_noise_added": not noisy_input}
+    params = {"dose_fraction": fraction, "fluence_scale": scale, "scan_fluence": scan_fluence, **common,
+              "hq_noise_added": not noisy_input}
     return hq, lq, params
 
 

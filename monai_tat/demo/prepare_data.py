@@ -15,8 +15,9 @@ Steps:
    ``cases.json`` with every simulation parameter.
 4. Write ``CACHE_DIR/heldout``: whole volumes never used in training or validation (lung2 as CT and
    as a PET map, brain2 as MRI and as a PET map, one heudiconv volume), degraded once at the
-   papers' nominal strength with an independent seed, and their ``datalist.json`` (``testing``
-   list). pydicom's CT_small (the demo's real slice) and the repeat of the held-out heudiconv
+   papers' nominal strength with an independent seed (CT: a quarter of the scan's own dose, its
+   fluence measured from its noise by :func:`~monai_tat.transforms.estimate_scan_fluence`), and
+   their ``datalist.json`` (``testing`` list). pydicom's CT_small (the demo's real slice) and the repeat of the held-out heudiconv
    acquisition are used nowhere.
 
 ``CACHE_DIR`` must lie outside the repository: third-party images are never committed. Reruns
@@ -171,6 +172,7 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
     """Simulate and write one pair; return its datalist item plus ``params`` and ``role``."""
     from monai_tat.demo import pair_simulation as sim
     from monai_tat.demo.pet_from_anatomy import pet_map_from_ct, pet_map_from_mri
+    from monai_tat.transforms import estimate_scan_fluence
 
     rng = _rng(seed, job)
     nominal = plan.nominal[job.task] if job.role == "heldout" else {}
@@ -195,8 +197,12 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
         fluence = nominal.get("fluence_scale")
         if job.kind == "phantom":  # small phantoms attenuate less than patients: lower fluence, clinical noise
             fluence = float(np.exp(rng.uniform(np.log(2e4 / 8e5), np.log(1.5e5 / 8e5))))
+        scan_fluence = None
+        if job.kind == "real":  # doses are fractions of the scan's own dose, measured from its noise
+            scan_fluence = estimate_scan_fluence(array, spacing[0], thickness)
         hq, lq, p = sim.ct_pair(array, spacing[0], thickness, rng, noisy_input=noisy_input,
-                                dose_fraction=nominal.get("dose_fraction"), fluence_scale=fluence)
+                                dose_fraction=nominal.get("dose_fraction"), fluence_scale=fluence,
+                                scan_fluence=scan_fluence)
         dtype = "int16"
         if job.kind == "real":
             hq_name = f"ct_{job.case}"  # the real scan is the reference of every noise realisation

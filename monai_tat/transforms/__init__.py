@@ -10,7 +10,7 @@ from __future__ import annotations
 # DICOM header parsing lives in monai_tat.io; re-exported here because SUV normalisation needs it.
 from monai_tat.io.dicom_rescale import rescale_to_physical
 from monai_tat.io.suv import suv_factor_from_dicom
-from monai_tat.transforms.degrade_ct import LowDoseCT, LowDoseCTd
+from monai_tat.transforms.degrade_ct import LowDoseCT, LowDoseCTd, estimate_scan_fluence
 from monai_tat.transforms.degrade_mri import KSpaceTruncation, KSpaceTruncationd
 from monai_tat.transforms.degrade_pet import LowCountPET, LowCountPETd
 from monai_tat.tasks import TASKS, check_task
@@ -45,6 +45,7 @@ __all__ = [
     "TASKS",
     "TaskIntensityd",
     "check_task",
+    "estimate_scan_fluence",
     "model_intensity_transform",
     "rescale_to_physical",
     "simulator_for_task",

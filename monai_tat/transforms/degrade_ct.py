@@ -38,6 +38,7 @@ import math
 import numpy as np
 import torch
 from monai.transforms import Transform
+from scipy import ndimage
 from monai.utils import TransformBackends
 from skimage.transform import iradon, radon
 
@@ -46,7 +47,7 @@ from monai_tat.transforms._radon import angles, crop_from_square, inscribed_circ
 from monai_tat.transforms._random import RandomSimulatorDict, SeededNoise
 from monai_tat.transforms._slicewise import apply_slicewise, in_plane_spacing
 
-__all__ = ["LowDoseCT", "LowDoseCTd"]
+__all__ = ["LowDoseCT", "LowDoseCTd", "estimate_scan_fluence"]
 
 _DEFAULT_SPACING_MM = 0.7  # typical body CT pixel (350 mm field of view, 512 matrix)
 
@@ -159,3 +160,64 @@ class LowDoseCTd(RandomSimulatorDict):
 
     simulator_class = LowDoseCT
     backend = LowDoseCT.backend
+
+
+def _local_variance(image: np.ndarray, size: int) -> np.ndarray:
+    mean = ndimage.uniform_filter(image, size)
+    return np.maximum(ndimage.uniform_filter(image * image, size) - mean * mean, 0.0)
+
+
+def estimate_scan_fluence(
+    hu: np.ndarray,
+    pixel_spacing_mm: float,
+    slice_thickness_mm: float,
+    max_slices: int = 6,
+    window: int = 7,
+    seed: int = 0,
+    **simulator: float,
+) -> float | None:
+    """The full-dose fluence at which :class:`LowDoseCT` reproduces the noise a real scan already has.
+
+    "Quarter dose" of a real scan means a quarter of *its* dose. ``LowDoseCT(account_for_input_noise=True)``
+    adds the noise missing between a full dose at ``incident_photons_per_mm2`` and the reduced dose;
+    that is a quarter of the scan's own dose only if the scan's noise is the simulator's full-dose
+    noise at that fluence. This function finds that fluence: on up to ``max_slices`` slices it
+    compares the scan's local variance (``window`` x ``window`` pixels) with that of one simulated
+    full-dose noise field, over flat soft tissue (-150..150 HU, eroded, the flatter half by the
+    gradient of the smoothed image, so the mask does not depend on the noise itself), and scales the
+    default fluence by their ratio (noise variance is inversely proportional to fluence). Remaining
+    anatomy in the flat mask makes the scan look noisier, so the estimate errs towards a lower
+    fluence.
+
+    Args:
+        hu: ``(H, W)`` or ``(H, W, D)`` HU image, slices along the last axis.
+        pixel_spacing_mm, slice_thickness_mm: as :class:`LowDoseCT`.
+        simulator: other :class:`LowDoseCT` arguments (``incident_photons_per_mm2`` is the start).
+
+    Returns:
+        Photons per mm^2 and view, or ``None`` when the slices hold too little soft tissue
+        (fewer than 500 flat pixels) to measure noise.
+    """
+    volume = np.asarray(hu, dtype=np.float32)
+    volume = volume[..., None] if volume.ndim == 2 else volume
+    if volume.ndim != 3:
+        raise UserInputError(f"estimate_scan_fluence: expected an (H, W) or (H, W, D) HU image, got shape {volume.shape}.")
+    reference_fluence = float(simulator.pop("incident_photons_per_mm2", 8.0e5))
+    full_dose_noise = LowDoseCT(0.5, incident_photons_per_mm2=reference_fluence, pixel_spacing_mm=pixel_spacing_mm,
+                                slice_thickness_mm=slice_thickness_mm, account_for_input_noise=True, seed=seed, **simulator)
+    # (f = 0.5 with account_for_input_noise adds exactly the full-dose variance once more)
+    scan_variance, simulated_variance, pixels = 0.0, 0.0, 0
+    for k in np.unique(np.linspace(0, volume.shape[2] - 1, max_slices).round().astype(int)):
+        image = volume[:, :, k]
+        tissue = ndimage.binary_erosion((image > -150) & (image < 150), np.ones((window, window)))
+        if tissue.sum() < 2 * window * window:
+            continue
+        smooth_gradient = np.hypot(*np.gradient(ndimage.gaussian_filter(image, 2.0)))
+        flat = tissue & (smooth_gradient <= np.median(smooth_gradient[tissue]))
+        noise = np.asarray(full_dose_noise(image[None]))[0] - image
+        scan_variance += float(_local_variance(image, window)[flat].sum())
+        simulated_variance += float(_local_variance(noise, window)[flat].sum())
+        pixels += int(flat.sum())
+    if pixels < 500 or scan_variance <= 0:
+        return None
+    return reference_fluence * simulated_variance / scan_variance

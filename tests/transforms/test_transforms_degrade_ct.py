@@ -127,3 +127,28 @@ def test_nan_input_is_a_user_error():
     hu[3, 3] = np.nan
     with pytest.raises(UserInputError, match="NaN"):
         LowDoseCT(**FAST)(hu)
+
+
+def _scan_at_fluence(fluence: float, seed: int) -> np.ndarray:
+    """A 3-slice 'real scan' of the water phantom acquired at ``fluence`` (its own noise, no other)."""
+    hu, _, _ = _phantom()
+    return np.stack([LowDoseCT(1.0, incident_photons_per_mm2=fluence, seed=seed + k, **FAST)(hu[None])[0]
+                     for k in range(3)], axis=-1)
+
+
+@pytest.mark.parametrize("true_fluence", [2e5, 1.6e6])
+def test_estimate_scan_fluence_recovers_the_fluence_a_scan_was_acquired_at(true_fluence):
+    from monai_tat.transforms import estimate_scan_fluence
+
+    scan = _scan_at_fluence(true_fluence, seed=3)
+    estimate = estimate_scan_fluence(scan, SPACING, 3.0, num_views=FAST["num_views"], window=5)
+    assert estimate == pytest.approx(true_fluence, rel=0.15)
+
+
+def test_estimate_scan_fluence_needs_soft_tissue_and_a_volume():
+    from monai_tat.transforms import estimate_scan_fluence
+
+    air = np.full((N, N, 2), -1000.0)
+    assert estimate_scan_fluence(air, SPACING, 3.0, num_views=FAST["num_views"]) is None
+    with pytest.raises(UserInputError, match="HU image"):
+        estimate_scan_fluence(np.zeros((2, 3, 4, 5)), SPACING, 3.0)
