@@ -15,12 +15,7 @@ from monai.data import MetaTensor
 from monai_tat.demo.phantoms import phantom_volume
 from monai_tat.tasks import TASKS, get_task
 
-__all__ = ["DEMO_SIMULATION", "REAL_CT_FULL_DOSE_FLUENCE", "Sample", "sample_shape", "make_sample", "real_ct_sample"]
-
-#: Simulated full-dose fluence (photons / mm^2) that gives pydicom's ``CT_small.dcm`` (0.66 mm pixels,
-#: 5 mm slice) the noise it has: about 11.5 HU in soft tissue (robust estimate from neighbouring
-#: pixel differences), which LowDoseCT reaches at ~9e3 photons / mm^2 on this small field of view.
-REAL_CT_FULL_DOSE_FLUENCE = 9.0e3
+__all__ = ["DEMO_SIMULATION", "Sample", "sample_shape", "make_sample", "real_ct_sample"]
 
 #: Region, in-plane pixel size (mm), slice spacing (mm) and degradation of each task's sample.
 DEMO_SIMULATION: dict[str, dict] = {
@@ -98,22 +93,29 @@ def make_sample(task: str, size: int = 192, slices: int = 6, seed: int = 2024) -
 def real_ct_sample(seed: int = 2024, dose_fraction: float = 0.25) -> Sample:
     """pydicom's ``CT_small.dcm`` (a real 128x128 CT slice in HU) and a simulated quarter-dose partner.
 
-    The slice is the reference as scanned (full dose, with its own noise); :class:`LowDoseCT`
-    adds the noise of the lower dose for the slice's pixel size and thickness, calibrated by
-    :data:`REAL_CT_FULL_DOSE_FLUENCE` to the noise the scan already has.
+    The slice is the reference as scanned (its own dose, with its own noise, about 25 HU in soft
+    tissue); :class:`LowDoseCT` adds the noise missing to reach ``dose_fraction`` of that dose, at
+    the fluence whose simulated full-dose noise equals the slice's own
+    (:func:`~monai_tat.transforms.estimate_scan_fluence`, as the training and held-out pairs of real
+    scans are made).
     """
     from pydicom.data import get_testdata_file
 
     from monai_tat.io import read_volume
-    from monai_tat.transforms import simulator_for_task
+    from monai_tat.transforms import estimate_scan_fluence, simulator_for_task
     from monai_tat.transforms.simulators import geometry_arguments
 
     path = get_testdata_file("CT_small.dcm")
     reference = read_volume(path)  # (128, 128, 1) MetaTensor in HU with the DICOM geometry
     spacing = [float(s) for s in reference.meta["spacing"]]
+    geometry = geometry_arguments("ct", spacing[:2], spacing[2])
+    hq = reference.numpy().astype(np.float32)
+    fluence = estimate_scan_fluence(hq, geometry["pixel_spacing_mm"], geometry["slice_thickness_mm"])
+    if fluence is None:  # cannot happen with this slice (mostly soft tissue); kept for a changed file
+        raise RuntimeError("CT_small.dcm holds too little soft tissue to measure its noise")
     simulator = simulator_for_task(
-        "ct", seed=seed, dose_fraction=dose_fraction, incident_photons_per_mm2=REAL_CT_FULL_DOSE_FLUENCE,
-        **geometry_arguments("ct", spacing[:2], spacing[2]),
+        "ct", seed=seed, dose_fraction=dose_fraction, incident_photons_per_mm2=fluence,
+        account_for_input_noise=True, **geometry,
     )
     hq = reference.numpy().astype(np.float32)
     lq = np.asarray(simulator(hq[None]))[0]
