@@ -550,7 +550,8 @@ class _Restoration:
                 if not self.pipelined:
                     self._finish(pending)
                     pending = None
-                start, slot = start + block.count, 1 - slot
+                # a second buffer set only when two blocks are in flight (CUDA pipeline)
+                start, slot = start + block.count, (1 - slot) if self.pipelined else 0
             if pending is not None:
                 self._finish(pending)
             if _is_cancelled(self.cancel):
