@@ -139,6 +139,17 @@ def _anatomy(sources_dir: str) -> dict[str, Any]:
     return {v.case: v for v in load_anatomy(sources_dir, log=lambda _msg: None)}
 
 
+@lru_cache(maxsize=None)
+def _scan_fluence(sources_dir: str, case: str) -> float | None:
+    """The fluence matching real CT ``case``'s own noise (after the slice selection); deterministic,
+    so it is measured once per case and worker, not once per noise realisation."""
+    from monai_tat.transforms import estimate_scan_fluence
+
+    volume = _anatomy(sources_dir)[case]
+    array, _ = _crop(volume.array, volume.affine, "ct", volume.independent_slices)
+    return estimate_scan_fluence(array, float(np.linalg.norm(volume.affine[:3, 0])), volume.slice_thickness_mm)
+
+
 def _rng(seed: int, job: Job) -> np.random.Generator:
     # held-out jobs get their own stream (role code), independent of every training draw
     return np.random.default_rng([seed, zlib.crc32(job.case.encode()), job.variant, _ROLE_CODE[job.role],
@@ -172,7 +183,6 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
     """Simulate and write one pair; return its datalist item plus ``params`` and ``role``."""
     from monai_tat.demo import pair_simulation as sim
     from monai_tat.demo.pet_from_anatomy import pet_map_from_ct, pet_map_from_mri
-    from monai_tat.transforms import estimate_scan_fluence
 
     rng = _rng(seed, job)
     nominal = plan.nominal[job.task] if job.role == "heldout" else {}
@@ -197,9 +207,8 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
         fluence = nominal.get("fluence_scale")
         if job.kind == "phantom":  # small phantoms attenuate less than patients: lower fluence, clinical noise
             fluence = float(np.exp(rng.uniform(np.log(2e4 / 8e5), np.log(1.5e5 / 8e5))))
-        scan_fluence = None
-        if job.kind == "real":  # doses are fractions of the scan's own dose, measured from its noise
-            scan_fluence = estimate_scan_fluence(array, spacing[0], thickness)
+        # doses of real scans are fractions of the scan's own dose, measured from its noise
+        scan_fluence = _scan_fluence(sources_dir, job.case) if job.kind == "real" else None
         hq, lq, p = sim.ct_pair(array, spacing[0], thickness, rng, noisy_input=noisy_input,
                                 dose_fraction=nominal.get("dose_fraction"), fluence_scale=fluence,
                                 scan_fluence=scan_fluence)
