@@ -183,6 +183,12 @@ def load_anatomy(sources_dir: str | Path, log: Callable[[str], None] = print) ->
         volumes.append(AnatomyVolume("dipy_s0", "dipy", "dipy-s0", "MR", array, affine, "brain", "t2",
                                      independent_slices=True, description="diffusion b0 brain MRI slices"))
 
+    template = files("nilearn").get("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz")
+    if template is not None:  # skull-stripped: the head outline is the brain's, no skull margin
+        array, affine = _volume(template)
+        volumes.append(AnatomyVolume("nilearn_mni152_t1", "nilearn", "mni152-template", "MR", array, affine, "brain",
+                                     "t1", description="T1 brain template (MNI ICBM152 2009a, skull-stripped)"))
+
     single = files("pydicom-data")
     singles = (("693_UNCR.dcm", "pydicom-data_head_ct", "CT", "head", "head CT slice"),
                ("explicit_VR-UN.dcm", "pydicom-data_abdomen_ct", "CT", "body", "abdominal CT slice"),

