@@ -4,6 +4,8 @@
   CT-like volume); table and ``--json`` figures (:func:`monai_tat.benchmarks.volume_speed.engine_main`).
 - ``models``: seconds per volume with TAT / AMIR through the engine (:func:`~monai_tat.benchmarks.volume_speed.main`).
 - ``networks``: seconds per slice of the networks alone (:mod:`monai_tat.benchmarks.networks_speed`).
+- ``drift``: PSNR of each fast mode (autocast, TorchScript, torch.compile) against float32 on the
+  demo samples with the shipped weights (:mod:`monai_tat.benchmarks.quality_drift`).
 
 ``python -m monai_tat.benchmarks SUBCOMMAND --help`` lists each one's options.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("engine", "models", "networks")
+SUBCOMMANDS = ("engine", "models", "networks", "drift")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_tat.benchmarks.volume_speed import main as models_main
 
         return models_main(rest)
+    if command == "drift":
+        from monai_tat.benchmarks.quality_drift import main as drift_main
+
+        return drift_main(rest)
     from monai_tat.benchmarks import networks_speed
 
     networks_speed.main(rest)
