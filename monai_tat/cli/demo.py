@@ -29,9 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="restore sample CT, PET and MRI volumes with the shipped demo weights and show before/after",
         description="Builds phantom volumes in code, degrades them (quarter-dose CT, DRF-12 PET, 4x k-space "
-        "truncated MRI), restores them with the shipped demo weights, prints PSNR/SSIM before and after, and "
-        "writes NIfTI volumes and one PNG per task (low quality | restored | reference). Demo weights were "
-        "trained on simulated phantoms only: not for clinical use.",
+        "truncated MRI), and a real CT slice that pydicom ships, restores them with the shipped demo weights, "
+        "prints PSNR/SSIM before and after, and writes NIfTI volumes and one PNG per case (low quality | "
+        "restored | reference). The demo weights are small networks trained on real anatomy from public "
+        "packages plus phantoms, with simulated degradations (see the model card): not for clinical use.",
     )
     p.add_argument("--out", default="monai_tat_demo", metavar="DIR", help="output folder (default ./monai_tat_demo)")
     p.add_argument("--task", nargs="+", choices=TASKS, default=list(TASKS),
