@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from monai_tat.errors import UserInputError
+from monai_tat.metrics.image_quality import mean_slice_psnr
 
 __all__ = ["DriftRow", "MODES", "prepare_network", "measure_drift", "main"]
 
@@ -74,12 +75,6 @@ def prepare_network(model: str, mode: str, device: torch.device) -> tuple[nn.Mod
     return network, (None if precision == "fp32" else precision)
 
 
-def _mean_psnr(restored: np.ndarray, reference: np.ndarray, task: str) -> float:
-    from monai_tat.metrics.image_quality import psnr
-
-    return float(np.mean([psnr(restored[..., k], reference[..., k], task) for k in range(reference.shape[-1])]))
-
-
 def measure_drift(model: str = "tat", modes: Sequence[str] = ("fp32", "script"), tasks: Sequence[str] = ("ct", "pet", "mri"),
                   size: int = 192, slices: int = 2, device: str = "cpu", seed: int = 2024) -> list[DriftRow]:
     """Restore each task's demo phantom in every mode; rows in task-then-mode order (fp32 always first)."""
@@ -94,14 +89,14 @@ def measure_drift(model: str = "tat", modes: Sequence[str] = ("fp32", "script"),
     rows: list[DriftRow] = []
     for task, sample in samples.items():
         reference = sample.reference.numpy()
-        input_psnr = _mean_psnr(sample.low_quality.numpy(), reference, task)
+        input_psnr = mean_slice_psnr(sample.low_quality.numpy(), reference, task)
         baseline: Optional[np.ndarray] = None
         for mode in modes:
             network, amp = prepare_network(model, mode, target)
             restored = restore_volume(sample.low_quality, network, task=task, device=target, amp=amp).numpy()
             if baseline is None:
                 baseline = restored
-            value = _mean_psnr(restored, reference, task)
+            value = mean_slice_psnr(restored, reference, task)
             rows.append(DriftRow(task, mode, value, math.nan, float(np.abs(restored - baseline).max()), input_psnr))
         fp32 = next(r for r in rows if r.task == task and r.mode == "fp32").psnr_db
         for row in rows:

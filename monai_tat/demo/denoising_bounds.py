@@ -30,8 +30,9 @@ import numpy as np
 from scipy import ndimage
 
 from monai_tat.errors import UserInputError
+from monai_tat.metrics.image_quality import mean_slice_psnr
 
-__all__ = ["DenoisingBounds", "mean_slice_psnr", "oracle_wiener", "best_gaussian", "denoising_bounds", "main"]
+__all__ = ["DenoisingBounds", "oracle_wiener", "best_gaussian", "denoising_bounds", "main"]
 
 GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
@@ -45,13 +46,6 @@ class DenoisingBounds:
     gaussian_sigma_px: float
     wiener_db: float
     restored_db: Optional[float] = None
-
-
-def mean_slice_psnr(image: np.ndarray, reference: np.ndarray, task: str) -> float:
-    """Mean over the last axis of the papers' PSNR of ``(H, W, K)`` images in physical units."""
-    from monai_tat.metrics.image_quality import psnr
-
-    return float(np.mean([psnr(image[..., k], reference[..., k], task) for k in range(reference.shape[-1])]))
 
 
 def _radial_index(height: int, width: int) -> np.ndarray:

@@ -33,6 +33,7 @@ __all__ = [
     "METRIC_NAMES",
     "clip_to_window",
     "psnr",
+    "mean_slice_psnr",
     "ssim",
     "rmse",
     "image_metrics",
@@ -95,6 +96,14 @@ def psnr(pred: Any, label: Any, task: str | None = None, data_range: float | Non
         return math.nan
     mse = float(np.mean((p - y) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(r * r / mse)
+
+
+def mean_slice_psnr(pred: Any, label: Any, task: str | None = None) -> float:
+    """Mean :func:`psnr` over the slices along the last axis of ``(H, W, K)`` images (``(H, W)``: one slice)."""
+    p, y = _as_numpy(pred), _as_numpy(label)
+    if y.ndim == 2:
+        return psnr(p, y, task)
+    return float(np.mean([psnr(p[..., k], y[..., k], task) for k in range(y.shape[-1])]))
 
 
 def rmse(pred: Any, label: Any, task: str | None = None) -> float:
