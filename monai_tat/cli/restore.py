@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="slicing axis of a 3D volume (default: the axial axis from the image orientation)")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
                    help="mixed precision on GPU (default none: float32)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="average the network over the 8 flips / transpositions of each slice (a little better, 8x slower)")
+    p.add_argument("--kspace-consistency", default="auto", choices=("auto", "on", "off"),
+                   help="MRI: give the restored slices the input's measured k-space band back; auto (default) does "
+                   "it when the input is detected as a 4x k-space-truncated magnitude image")
     p.add_argument("--preview", metavar="PNG", default=None,
                    help="also write a PNG of the central slice: input | restored, in a window for the task")
     p.add_argument("--patient-weight", type=float, default=None, metavar="KG",
@@ -92,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = restore_file(
             args.input, args.output, args.model, task=args.task, device=args.device, batch_size=args.batch_size,
-            axis=args.axis, amp=args.amp, suv_overrides={k: v for k, v in overrides.items() if v is not None},
+            axis=args.axis, amp=args.amp, self_ensemble=args.self_ensemble,
+            kspace_consistency=args.kspace_consistency, suv_overrides={k: v for k, v in overrides.items() if v is not None},
             overwrite=args.overwrite, progress=progress, on_task=remember_task,
         )
     except BaseException:

@@ -63,7 +63,14 @@ from monai_tat.inference.devices import (
     resolve_amp,
     resolve_device,
 )
+from monai_tat.inference.kspace_consistency import (
+    KSpaceConsistencyMode,
+    check_kspace_consistency_mode,
+    detect_truncation_band,
+    enforce_magnitude_consistency,
+)
 from monai_tat.inference.models import load_model
+from monai_tat.inference.self_ensemble import SelfEnsemble
 from monai_tat.inference.tasks import resolve_task
 from monai_tat.io import as_meta_tensor, axial_axis, read_volume
 from monai_tat.tasks import TASKS, get_task
@@ -109,6 +116,9 @@ def restore_volume(
     progress: ProgressCallback | None = None,
     cancel: CancelSignal = None,
     amp: str | bool | None = None,
+    self_ensemble: bool = False,
+    kspace_consistency: KSpaceConsistencyMode = "auto",
+    kspace_factor: float | None = None,
 ) -> MetaTensor:
     """Restore a CT / PET / MRI image with a 2D network, slice by slice.
 
@@ -131,6 +141,15 @@ def restore_volume(
             exactly once.
         cancel: a ``threading.Event`` or a callable returning True to stop; checked between batches.
         amp: None (float32), "bf16" or "fp16" autocast; used on CUDA only.
+        self_ensemble: average the network over the 8 flips / transpositions of each slice
+            (:class:`~monai_tat.inference.self_ensemble.SelfEnsemble`): a little better, 8x slower.
+        kspace_consistency: MRI only. "auto" (default): when the input is a k-space-truncated
+            magnitude image (detected from its spectrum), the restored slices get the measured
+            k-space band back (:mod:`~monai_tat.inference.kspace_consistency`); "on": always (the
+            input is asserted to be truncated); "off": never. Other tasks: "auto" and "off" do
+            nothing, "on" is refused.
+        kspace_factor: truncation factor per in-plane axis for the consistency step (default the
+            task's simulator factor, 4).
 
     Returns:
         The restored image, float32, in physical units, with the input's shape, memory order,
@@ -141,7 +160,8 @@ def restore_volume(
         RestorationCancelled: ``cancel`` was set.
     """
     with _host_threads():
-        return _restore(image, network, task, device, batch_size, axis, progress, cancel, amp)
+        return _restore(image, network, task, device, batch_size, axis, progress, cancel, amp, self_ensemble,
+                        kspace_consistency, kspace_factor)
 
 
 def _restore(
@@ -154,15 +174,24 @@ def _restore(
     progress: ProgressCallback | None,
     cancel: CancelSignal,
     amp: str | bool | None,
+    self_ensemble: bool,
+    kspace_consistency: KSpaceConsistencyMode,
+    kspace_factor: float | None,
 ) -> MetaTensor:
     """:func:`restore_volume`'s work, on the engine's host threads."""
+    consistency_mode = check_kspace_consistency_mode(kspace_consistency)
     volume, value_range = _as_volume(image)
     task = resolve_task(task, volume)
+    if consistency_mode == "on" and task != "mri":
+        raise UserInputError(f"k-space consistency applies to MRI super-resolution only, not to task {task}",
+                             setting="kspace_consistency")
     dev = resolve_device(device)
     amp_dtype = resolve_amp(amp, dev)
     model = load_model(network, dev) if isinstance(network, (str, Path)) else network
     if not isinstance(model, nn.Module):
         raise UserInputError(f"network must be a torch.nn.Module or a model spec, got {type(model).__name__}")
+    if self_ensemble:
+        model = SelfEnsemble(model)
     if batch_size is not None and int(batch_size) < 1:
         raise UserInputError(f"batch size must be at least 1, got {batch_size}")
     slice_axis = choose_slice_axis(volume, axis)
@@ -176,11 +205,41 @@ def _restore(
         batch_size=int(batch_size) if batch_size is not None else None, progress=progress, cancel=cancel,
     ).run()
     staging.finish()
+    consistency = _kspace_consistency(task, data, restored, slice_axis, value_range, consistency_mode, kspace_factor)
 
     meta = dict(volume.meta)
     meta["affine"] = volume.affine.clone()
-    meta["restoration"] = {"task": task, "network": type(model).__name__, "axis": slice_axis}
+    network_name = type(model.network if self_ensemble else model).__name__
+    meta["restoration"] = {"task": task, "network": network_name, "axis": slice_axis,
+                           "self_ensemble": bool(self_ensemble), "kspace_consistency": consistency}
     return MetaTensor(restored, meta=meta)
+
+
+def _kspace_consistency(task: str, data: torch.Tensor, restored: torch.Tensor, axis: int | None,
+                        value_range: tuple[float, float], mode: str, factor: float | None) -> dict[str, Any]:
+    """Apply the MRI k-space consistency step to ``restored`` in place when ``mode`` asks for it.
+
+    Returns the record kept in ``meta["restoration"]["kspace_consistency"]``: whether it was
+    applied, and the band or the reason it was not.
+    """
+    if task != "mri" or mode == "off":
+        return {"mode": mode, "applied": False, "reason": "off" if mode == "off" else f"not used for {task}"}
+    factor = float(factor if factor is not None else get_task("mri").simulator_defaults.get("factor", 4.0))
+    if mode == "auto" and value_range[0] < 0.0:
+        return {"mode": mode, "applied": False, "reason": "the input has negative values: not a magnitude image"}
+    input_slices, output_slices = _slice_view(data, axis), _slice_view(restored, axis)
+    band = detect_truncation_band(input_slices, factor, force=mode == "on")
+    if band is None:
+        return {"mode": mode, "applied": False, "factor": factor,
+                "reason": f"the input is not a {factor:g}x k-space-truncated image"}
+    for start in range(0, input_slices.shape[0], _CONSISTENCY_CHUNK):
+        stop = start + _CONSISTENCY_CHUNK
+        output_slices[start:stop] = enforce_magnitude_consistency(output_slices[start:stop], input_slices[start:stop], band)
+    return {"mode": mode, "applied": True, "factor": factor, "band": band.as_dict()}
+
+
+#: Slices per k-space consistency step (a few complex copies of them are alive at once).
+_CONSISTENCY_CHUNK = 16
 
 
 def _as_volume(image: Any) -> tuple[MetaTensor, tuple[float, float]]:

@@ -65,6 +65,8 @@ def restore_file(
     batch_size: int | None = None,
     axis: int | None = None,
     amp: str | bool | None = None,
+    self_ensemble: bool = False,
+    kspace_consistency: str | bool | None = "auto",
     suv_overrides: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
@@ -79,7 +81,7 @@ def restore_file(
         output_path: file to write; never the input; an existing file only with ``overwrite``.
         model: a network, or a :func:`~monai_tat.inference.load_model` spec ("tat", "amir", a
             bundle folder or checkpoint file).
-        task, device, batch_size, axis, amp, progress, cancel: as
+        task, device, batch_size, axis, amp, self_ensemble, kspace_consistency, progress, cancel: as
             :func:`~monai_tat.inference.restore_volume`.
         suv_overrides: PET DICOM header values to use when the header lacks them
             (``weight_kg``, ``injected_dose_bq``; see :func:`monai_tat.io.suv_factor_from_dicom`).
@@ -107,7 +109,7 @@ def restore_file(
     report(f"restoring on {dev}")
     restored = restore_volume(
         image, model, resolved_task, device=dev, batch_size=batch_size, axis=axis, progress=progress,
-        cancel=cancel, amp=amp,
+        cancel=cancel, amp=amp, self_ensemble=self_ensemble, kspace_consistency=kspace_consistency,
     )
     report(f"writing {output_path}")
     out = write_volume(restored, output_path, overwrite=overwrite)

@@ -29,6 +29,7 @@ from torch import nn
 
 from monai_tat.errors import UserInputError
 from monai_tat.inference.engine import restore_volume
+from monai_tat.inference.kspace_consistency import check_kspace_consistency_mode
 from monai_tat.tasks import get_task
 
 __all__ = ["RestorationInferer"]
@@ -48,6 +49,9 @@ class RestorationInferer(Inferer):
         batch_size: slices per forward pass (default: the engine's choice for the device).
         axis: slicing axis of 3D volumes, or None for each volume's axial axis.
         amp: None (float32), "bf16" or "fp16" autocast on CUDA.
+        self_ensemble: average the network over the 8 flips / transpositions of each slice.
+        kspace_consistency: MRI k-space consistency, "auto" (when the input is detected as
+            k-space-truncated), "on" or "off"; see :func:`monai_tat.inference.restore_volume`.
 
     Call: ``inferer(inputs, network, task=...)``. Each input must carry the record of
     :class:`~monai_tat.transforms.task_intensity.TaskIntensityd` (its task and bounds); ``task``
@@ -58,11 +62,14 @@ class RestorationInferer(Inferer):
         a float32 MetaTensor shaped like ``inputs``, with its metadata, in the model range.
     """
 
-    def __init__(self, batch_size: int | None = None, axis: int | None = None, amp: str | bool | None = None) -> None:
+    def __init__(self, batch_size: int | None = None, axis: int | None = None, amp: str | bool | None = None,
+                 self_ensemble: bool = False, kspace_consistency: str | bool | None = "auto") -> None:
         super().__init__()
         if batch_size is not None and int(batch_size) < 1:
             raise UserInputError(f"batch size must be at least 1, got {batch_size}")
         self.batch_size, self.axis, self.amp = batch_size, axis, amp
+        self.self_ensemble = bool(self_ensemble)
+        self.kspace_consistency = check_kspace_consistency_mode(kspace_consistency)
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, *args: Any, task: TaskArgument = None,
                  **kwargs: Any) -> torch.Tensor:
@@ -94,7 +101,8 @@ class RestorationInferer(Inferer):
             affine = inputs.affine[b] if inputs.affine.ndim == 3 else inputs.affine
         physical = MetaTensor(item * (upper - lower) + lower, affine=affine)
         restored = restore_volume(physical, network, record["task"], device=device, batch_size=self.batch_size,
-                                  axis=self.axis, amp=self.amp)
+                                  axis=self.axis, amp=self.amp, self_ensemble=self.self_ensemble,
+                                  kspace_consistency=self.kspace_consistency)
         return (restored.as_tensor() - lower) / (upper - lower)
 
 

@@ -188,6 +188,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.deviceComboBox.connect("currentTextChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.batchSizeSpinBox.connect("valueChanged(int)", self.updateParameterNodeFromGUI)
+        self.ui.selfEnsembleCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
 
         self.initializeParameterNode()
@@ -247,6 +248,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelPathLineEdit.currentPath = parameters.model_path
             self.ui.deviceComboBox.currentText = parameters.device
             self.ui.batchSizeSpinBox.value = parameters.batch_size
+            self.ui.selfEnsembleCheckBox.checked = parameters.self_ensemble
         finally:
             self._updatingGUIFromParameterNode = False
         self.updateButtons()
@@ -265,6 +267,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters.model_path = self.ui.modelPathLineEdit.currentPath
         parameters.device = self.ui.deviceComboBox.currentText
         parameters.batch_size = self.ui.batchSizeSpinBox.value
+        parameters.self_ensemble = self.ui.selfEnsembleCheckBox.checked
         parameters.node.EndModify(was_modifying)
 
     # -- running -------------------------------------------------------------------------------
@@ -287,6 +290,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.modelPathLineEdit,
             self.ui.deviceComboBox,
             self.ui.batchSizeSpinBox,
+            self.ui.selfEnsembleCheckBox,
             self.ui.outputSelector,
         ):
             widget.enabled = not running and self._parameters is not None
@@ -408,8 +412,10 @@ class MedicalRestoreTest(ScriptedLoadableModuleTest):
         # Parameter node -> panel.
         parameters.task = "pet"
         parameters.batch_size = 3
+        parameters.self_ensemble = True
         self.assertEqual(widget.ui.taskComboBox.currentText, "PET")
         self.assertEqual(widget.ui.batchSizeSpinBox.value, 3)
+        self.assertTrue(widget.ui.selfEnsembleCheckBox.checked)
         # Panel -> parameter node.
         widget.ui.taskComboBox.currentText = "MRI"
         widget.ui.modelComboBox.currentText = "AMIR"

@@ -201,3 +201,35 @@ def test_safetensors_model_with_config(tmp_path, ct_file, capsys):
                        "--axis", "2", "--quiet"))
     assert rc == 0 and "AMIR" in capsys.readouterr().out
     assert read_volume(tmp_path / "o.mha").shape == (16, 16, 3)
+
+
+def test_kspace_consistency_and_self_ensemble_options(tmp_path, tat_checkpoint, capsys):
+    """MRI: the measured k-space band is given back by default (a truncated input), not with "off";
+    --self-ensemble changes the result; "on" for a CT is one clear error."""
+    from monai_tat.demo.samples import make_sample
+
+    sample = make_sample("mri", size=64, slices=2, seed=3)
+    mri = tmp_path / "mri.nii.gz"
+    nib.save(nib.Nifti1Image(sample.low_quality.numpy(), np.eye(4)), str(mri))
+    outputs = {}
+    for name, extra in {"auto": [], "off": ["--kspace-consistency", "off"],
+                        "ensemble": ["--self-ensemble", "--kspace-consistency", "off"]}.items():
+        out = tmp_path / f"{name}.nii.gz"
+        rc = main(_restore(str(mri), str(out), "--model", str(tat_checkpoint), "--task", "mri", "--quiet", *extra))
+        assert rc == 0, capsys.readouterr().err
+        outputs[name] = read_volume(out).numpy()
+    assert not np.allclose(outputs["auto"], outputs["off"])
+    assert not np.allclose(outputs["ensemble"], outputs["off"])
+    # the consistency step makes the restored slices' own 4x truncation closer to the input
+    from monai_tat.transforms import KSpaceTruncation
+
+    def misfit(volume):
+        return float(np.abs(np.asarray(KSpaceTruncation(4.0)(volume[None]))[0] - sample.low_quality.numpy()).mean())
+
+    assert misfit(outputs["auto"]) < misfit(outputs["off"])
+    ct = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 2), np.float32), np.eye(4)), str(ct))
+    rc = main(_restore(str(ct), str(tmp_path / "x.nii.gz"), "--model", str(tat_checkpoint), "--task", "ct",
+                       "--kspace-consistency", "on"))
+    _assert_user_error(capsys, rc, "MRI", "--kspace-consistency")
+    assert not (tmp_path / "x.nii.gz").exists()

@@ -185,7 +185,18 @@ def test_the_script_gets_the_recorded_modality_and_the_task_name(ct_node, logic,
         assert command[command.index("--modality") + 1] == modality  # passed on as recorded
     else:
         assert "--modality" not in command
+    assert "--self-ensemble" not in command
     assert job.state == CANCELLED and job.output_node is None
+
+
+def test_self_ensemble_choice_reaches_the_script(ct_node, logic, tiny_checkpoint):
+    parameters = logic.parameters(ct_node.GetScene())
+    parameters.input_volume = ct_node
+    parameters.model, parameters.model_path = "file", tiny_checkpoint
+    parameters.self_ensemble = True
+    job = logic.process_parameters(parameters, wait=False)
+    job.cancel()  # only the command line matters here
+    assert "--self-ensemble" in job.process.command
 
 
 # --- clear errors before anything starts ------------------------------------------------------

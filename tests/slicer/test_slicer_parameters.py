@@ -35,8 +35,10 @@ def test_one_parameter_node_per_scene_holds_the_defaults(scene):
         "ModelPath": "",
         "Device": "auto",
         "BatchSize": "0",
+        "SelfEnsemble": "false",
     }
     assert (parameters.task, parameters.model, parameters.device, parameters.batch_size) == ("auto", "tat", "auto", 0)
+    assert parameters.self_ensemble is False
     assert parameters.input_volume is None and parameters.output_volume is None
     assert parameters.model_spec == "tat"
 
@@ -72,6 +74,10 @@ def test_values_are_typed_and_stored_on_the_node(scene, ct_node):
 
     node.SetParameter("BatchSize", "many")  # a hand-edited scene file does not break the panel
     assert parameters.batch_size == 0
+    parameters.self_ensemble = True
+    assert node.GetParameter("SelfEnsemble") == "true" and parameters.self_ensemble is True
+    node.SetParameter("SelfEnsemble", "perhaps")
+    assert parameters.self_ensemble is False
 
 
 def test_a_change_is_one_modified_event_and_an_unchanged_value_none(scene):
@@ -94,6 +100,7 @@ def test_panel_state_survives_saving_and_loading_the_scene(scene, ct_node, tmp_p
     parameters.model_path = str(tmp_path / "my models" / "tat bundle")  # spaces survive
     parameters.device = "cuda:1"
     parameters.batch_size = 7
+    parameters.self_ensemble = True
     scene_file = tmp_path / "saved.mrml"
     scene.SetURL(str(scene_file))
     assert scene.Commit()
@@ -114,6 +121,7 @@ def test_panel_state_survives_saving_and_loading_the_scene(scene, ct_node, tmp_p
         "cuda:1",
         7,
     )
+    assert loaded.self_ensemble is True
 
 
 def test_first_scalar_volume_is_the_default_input(scene):

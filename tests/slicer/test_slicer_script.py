@@ -96,6 +96,17 @@ def test_script_restores_a_file_and_reports_progress(run_script, tmp_path, ct_fi
     assert np.isfinite(sitk.GetArrayFromImage(restored)).all()
 
 
+def test_self_ensemble_option_restores_with_the_ensemble(run_main, tmp_path, ct_file, tiny_checkpoint):
+    plain, ensembled = tmp_path / "plain.nrrd", tmp_path / "ensembled.nrrd"
+    common = ["--input", ct_file, "--task", "ct", "--model", tiny_checkpoint, "--device", "cpu"]
+    assert run_main(*common, "--output", str(plain))[0] == 0
+    code, sent = run_main(*common, "--output", str(ensembled), "--self-ensemble")
+    assert code == 0 and sent[-1] == (DONE, str(ensembled))
+    a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in (plain, ensembled))
+    assert a.shape == b.shape and np.isfinite(b).all()
+    assert np.abs(a - b).max() > 0  # eight orientations averaged: not the plain network's output
+
+
 def test_recorded_modality_chooses_the_task_and_its_window(run_main, tmp_path, ct_file, tiny_checkpoint):
     # CT-like values, but the DICOM modality Slicer recorded says PET: the modality decides.
     output = tmp_path / "out.nrrd"

@@ -127,6 +127,7 @@ class RestoreLogic:
         device: Optional[object] = "auto",
         wait: bool = True,
         batch_size: Optional[int] = None,
+        self_ensemble: bool = False,
         progress_callback: Optional[ProgressCallback] = None,
         log_callback: Optional[LogCallback] = None,
         finished_callback: Optional[Callable[[RestoreJob], None]] = None,
@@ -145,6 +146,8 @@ class RestoreLogic:
             wait: block until the result is in the scene (True), or return at once (False) and
                 let the caller call ``job.poll()`` from the scene's thread (Slicer: a QTimer).
             batch_size: slices per batch, None / 0 for automatic.
+            self_ensemble: average the network over the 8 flips / transpositions of each slice
+                (a little better, 8x slower).
             progress_callback: ``(done, total, seconds_left)`` after each batch of slices.
             log_callback: each log line of the background process.
             finished_callback: the job, once it succeeded, failed or was cancelled.
@@ -191,7 +194,8 @@ class RestoreLogic:
         try:
             volumes.write_volume_file(inputNode, input_path)
             command = self.build_command(
-                input_path, output_path, task_name, model_spec, device_name, batch, modality=modality
+                input_path, output_path, task_name, model_spec, device_name, batch, modality=modality,
+                self_ensemble=bool(self_ensemble),
             )
             background = BackgroundProcess(command, env=self.env, cwd=workdir)
         except BaseException:
@@ -240,6 +244,7 @@ class RestoreLogic:
             parameters.device,
             wait=wait,
             batch_size=parameters.batch_size,
+            self_ensemble=parameters.self_ensemble,
             **callbacks,
         )
 
@@ -252,6 +257,7 @@ class RestoreLogic:
         device: str,
         batch_size: Optional[int] = None,
         modality: Optional[str] = None,
+        self_ensemble: bool = False,
     ) -> List[str]:
         """The background process's command line (``modality``: the DICOM modality, when recorded)."""
         command = [
@@ -272,6 +278,8 @@ class RestoreLogic:
             command += ["--modality", modality]
         if batch_size is not None:
             command += ["--batch-size", str(batch_size)]
+        if self_ensemble:
+            command.append("--self-ensemble")
         return command
 
     def start_polling(self, job: RestoreJob) -> None:

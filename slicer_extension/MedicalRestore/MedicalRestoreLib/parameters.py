@@ -71,6 +71,14 @@ class _NodeReference:
         parameters.node.SetNodeReferenceID(self.role, node.GetID() if node is not None else None)
 
 
+def _flag(text: str) -> bool:
+    """A stored true / false (anything else is a hand-edited scene: ValueError, the default is used)."""
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(text)
+    return value == "true"
+
+
 def _name(text: str) -> str:
     return text.strip().lower()
 
@@ -86,6 +94,8 @@ class RestoreParameters:
         model_path: the bundle folder or checkpoint file used when ``model`` is :data:`MODEL_FILE`.
         device: ``"auto"``, ``"cpu"``, a GPU id or ``"cuda:N"``.
         batch_size: slices per batch; 0 means automatic.
+        self_ensemble: average the network over the 8 flips / transpositions of each slice
+            (a little better, 8x slower).
 
     Args:
         node: the ``vtkMRMLScriptedModuleNode`` holding the values (see :func:`parameter_node`).
@@ -98,6 +108,7 @@ class RestoreParameters:
     model_path = _Parameter("ModelPath", "", str.strip, lambda text: str(text).strip())
     device = _Parameter("Device", AUTO, _name, lambda value: _name(str(value)))
     batch_size = _Parameter("BatchSize", 0, int, lambda value: str(int(value)))
+    self_ensemble = _Parameter("SelfEnsemble", False, lambda text: _flag(text), lambda value: "true" if value else "false")
 
     def __init__(self, node):
         self.node = node

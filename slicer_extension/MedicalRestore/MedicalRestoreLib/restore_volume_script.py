@@ -4,7 +4,7 @@ The Slicer module starts this file with PythonSlicer (plain ``python`` works too
 network runs outside Slicer's main thread and Slicer stays responsive::
 
     python restore_volume_script.py --input in.nrrd --output out.nrrd \
-        --task auto --modality CT --model tat --device auto [--batch-size 8]
+        --task auto --modality CT --model tat --device auto [--batch-size 8] [--self-ensemble]
 
 All work happens in ``monai_tat``: the task comes from its task registry (``monai_tat.tasks``:
 the DICOM modality Slicer recorded, else the intensities), and
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="tat", help="tat, amir, a bundle directory or a checkpoint file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: automatic)")
+    parser.add_argument("--self-ensemble", action="store_true",
+                        help="average the network over the 8 flips / transpositions of each slice")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
@@ -174,6 +176,7 @@ def restore(args: argparse.Namespace) -> int:
         task = choose_task(args.task, args.modality)
         restore_file(
             args.input, args.output, args.model, task=task, device=args.device, batch_size=args.batch_size,
+            self_ensemble=args.self_ensemble,
             overwrite=args.overwrite, status=lambda text: emit(STATUS, text), on_task=emit_task,
             progress=lambda done, total: emit(PROGRESS, int(done), int(total)),
         )

