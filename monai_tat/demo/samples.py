@@ -6,7 +6,10 @@ Used by ``monai-tat demo``; nothing is downloaded and no image file is shipped w
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,8 +108,14 @@ def real_ct_sample(seed: int = 2024, dose_fraction: float = 0.25) -> Sample:
     from monai_tat.transforms import estimate_scan_fluence, simulator_for_task
     from monai_tat.transforms.simulators import geometry_arguments
 
-    path = get_testdata_file("CT_small.dcm")
-    reference = read_volume(path)  # (128, 128, 1) MetaTensor in HU with the DICOM geometry
+    with tempfile.TemporaryDirectory(prefix="monai_tat_ct_small_") as folder:
+        # Read from a folder of its own: a DICOM file's whole folder is scanned for its series, and
+        # pydicom's test folder holds deliberately broken files that make GDCM print errors.
+        source = get_testdata_file("CT_small.dcm")
+        path = Path(folder) / "CT_small.dcm"
+        shutil.copyfile(source, path)
+        reference = read_volume(path)  # (128, 128, 1) MetaTensor in HU with the DICOM geometry
+    reference.meta["filename_or_obj"] = str(source)
     spacing = [float(s) for s in reference.meta["spacing"]]
     geometry = geometry_arguments("ct", spacing[:2], spacing[2])
     hq = reference.numpy().astype(np.float32)

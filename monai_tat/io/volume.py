@@ -130,6 +130,9 @@ def _read_dicom(p: Path, suv_overrides: dict[str, Any] | None) -> tuple[sitk.Ima
     modality = str(getattr(header, "Modality", "") or "").upper() or None
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
+    # GDCM reads DICOM; without naming it, ITK first lets other readers probe the files (its JPEG
+    # 2000 reader prints errors about tiles on plain DICOM slices such as pydicom's CT_small.dcm).
+    reader.SetImageIO("GDCMImageIO")
     reader.SetOutputPixelType(sitk.sitkFloat32)  # per-slice rescale slopes must not be truncated
     try:
         image = reader.Execute()
