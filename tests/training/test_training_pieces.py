@@ -67,6 +67,27 @@ def test_inferer_restores_as_the_engine_does() -> None:
         RestorationInferer()(torch.rand(1, 1, 8, 8), net)
 
 
+def test_inferer_passes_kspace_consistency_and_self_ensemble_to_the_engine() -> None:
+    from monai_tat.demo.samples import make_sample
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1)).eval()
+    volume = make_sample("mri", size=64, slices=2, seed=5).low_quality  # a 4x k-space-truncated MRI
+    mapped = TaskIntensityd("image")({"image": volume[None], "task": "mri"})["image"]
+    batch = MetaTensor(mapped[None], meta=mapped.meta, applied_operations=[mapped.applied_operations])
+    batch.is_batch = True
+    lower, upper = mapped.applied_operations[-1]["extra_info"]["lower"], mapped.applied_operations[-1]["extra_info"]["upper"]
+    for options in ({}, {"kspace_consistency": "off"}, {"self_ensemble": True, "kspace_consistency": "off"}):
+        pred = RestorationInferer(**options)(batch, net, task=["mri"])
+        expected = restore_volume(volume, net, "mri", device="cpu", **options)
+        torch.testing.assert_close(pred[0, 0].as_tensor() * (upper - lower) + lower, expected.as_tensor(),
+                                   rtol=1e-4, atol=0.05)
+    default = restore_volume(volume, net, "mri", device="cpu")
+    assert default.meta["restoration"]["kspace_consistency"]["applied"]
+    with pytest.raises(UserInputError, match="'auto', 'on' or 'off'"):
+        RestorationInferer(kspace_consistency="maybe")
+
+
 def test_paper_psnr_metric_is_the_mean_over_slices() -> None:
     label = _volume(-200, 300, seed=4)
     pred = label + torch.randn_like(label) * 20
