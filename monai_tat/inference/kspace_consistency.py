@@ -180,19 +180,13 @@ def detect_truncation_band(slices: torch.Tensor, factor: float = 4.0, force: boo
     return KSpaceBand(rows, cols, contrast, outside)
 
 
-def _mirror(x: torch.Tensor) -> torch.Tensor:
-    """``x`` at the negated frequencies of its last two axes (index k -> -k mod n), unshifted order."""
-    return torch.roll(torch.flip(x, (-2, -1)), (1, 1), (-2, -1))
-
-
 def enforce_magnitude_consistency(restored: torch.Tensor, low_quality: torch.Tensor, band: KSpaceBand,
                                   iterations: int = DEFAULT_ITERATIONS) -> torch.Tensor:
     """Restored ``(N, H, W)`` slices whose k-space band agrees with the magnitude input.
 
     Each iteration: the band of the current estimate gives a complex low-resolution image; its
     magnitude is replaced by ``low_quality`` (phase kept); that image's band replaces the
-    estimate's band, and the band's conjugate mirror image the coefficients at the negated
-    frequencies (the slice is real). The result is the real part, clamped at 0 (magnitude images).
+    estimate's band. The result is the real part, clamped at 0 (magnitude images).
 
     Args:
         restored: ``(N, H, W)`` network output, same units as ``low_quality``.
@@ -215,15 +209,10 @@ def enforce_magnitude_consistency(restored: torch.Tensor, low_quality: torch.Ten
     cols = (torch.arange(band.cols.start, band.cols.stop) - w // 2) % w
     in_band = torch.zeros(h, w, dtype=torch.bool)
     in_band[rows[:, None], cols[None, :]] = True
-    # The true slice is real, so its coefficient at -k is the conjugate of the one at k: the band's
-    # mirror image is known too (at factor 4 an even band of -n/8..n/8-1 adds the +n/8 row and
-    # column; +0.015-0.03 dB on the held-out brains).
-    mirrored_only = _mirror(in_band) & ~in_band
     magnitude = low_quality.to(torch.float32)
     estimate = torch.fft.fft2(restored.to(torch.float32))
     for _ in range(int(iterations)):
         low_resolution = torch.fft.ifft2(estimate * in_band)
         corrected = torch.polar(magnitude, torch.angle(low_resolution))
         estimate = torch.where(in_band, torch.fft.fft2(corrected), estimate)
-        estimate = torch.where(mirrored_only, _mirror(estimate).conj(), estimate)
     return torch.fft.ifft2(estimate).real.clamp_min_(0.0)

@@ -74,15 +74,6 @@ def test_projection_restores_the_measured_band(mri_pair):
         np.asarray(KSpaceTruncation(4.0)(wrong_low_frequencies.permute(1, 2, 0)[None].numpy()))[0]).permute(2, 0, 1)
     assert _mse(relow, low) < 0.05 * _mse(wrong_relow, low)
     assert float(projected.min()) >= 0.0
-    # the band's mirror row (+n/8: the slice is real) is restored as well as the measured edge row
-    # -n/8 it mirrors (without the mirror step: only half-way, 1.6 times the edge row's error)
-    spectrum = [torch.fft.fftshift(torch.fft.fft2(x.double()), dim=(-2, -1)) for x in (reference, projected)]
-
-    def row_error(row: int) -> float:
-        return float((spectrum[1][:, row, band.cols] - spectrum[0][:, row, band.cols]).abs().square().sum())
-
-    assert band.rows == slice(36, 60)  # -12..11 of 96; row 60 is +12
-    assert row_error(60) < 1.2 * row_error(36)
 
 
 def test_projection_keeps_what_lies_outside_the_band(mri_pair):
