@@ -185,6 +185,9 @@ def _restore(
     if consistency_mode == "on" and task != "mri":
         raise UserInputError(f"k-space consistency applies to MRI super-resolution only, not to task {task}",
                              setting="kspace_consistency")
+    if kspace_factor is not None and not float(kspace_factor) > 1.0:  # checked before the network runs
+        raise UserInputError(f"the k-space truncation factor must be above 1, got {kspace_factor}",
+                             setting="kspace_factor")
     dev = resolve_device(device)
     amp_dtype = resolve_amp(amp, dev)
     model = load_model(network, dev) if isinstance(network, (str, Path)) else network

@@ -111,8 +111,10 @@ def test_engine_consistency_settings_are_checked(mri_pair):
     assert err.value.setting == "kspace_consistency"
     with pytest.raises(UserInputError, match="'auto', 'on' or 'off'"):
         restore_volume(volume, Identity(), "mri", device="cpu", kspace_consistency="sometimes")
+    never_run = Identity()
     with pytest.raises(UserInputError, match="above 1"):
-        restore_volume(volume, Identity(), "mri", device="cpu", kspace_factor=1.0)
+        restore_volume(volume, never_run, "mri", device="cpu", kspace_factor=1.0)
+    assert never_run.max_seen == -float("inf")  # refused before the network ran
     ct = restore_volume(np.zeros((16, 16, 2), np.float32), Identity(), "ct", device="cpu")
     assert not ct.meta["restoration"]["kspace_consistency"]["applied"]
     shifted = restore_volume(volume - 500.0, Identity(), "mri", device="cpu")  # not a magnitude image
