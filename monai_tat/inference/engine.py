@@ -64,6 +64,7 @@ from monai_tat.inference.devices import (
     resolve_device,
 )
 from monai_tat.inference.kspace_consistency import (
+    SLICES_PER_STEP,
     KSpaceConsistencyMode,
     check_kspace_consistency_mode,
     detect_truncation_band,
@@ -208,6 +209,7 @@ def _restore(
         batch_size=int(batch_size) if batch_size is not None else None, progress=progress, cancel=cancel,
     ).run()
     staging.finish()
+    del staging  # its views hold the staging copy (a volume) alive; free it before the MRI step
     consistency = _kspace_consistency(task, data, restored, slice_axis, value_range, consistency_mode, kspace_factor)
 
     meta = dict(volume.meta)
@@ -235,14 +237,10 @@ def _kspace_consistency(task: str, data: torch.Tensor, restored: torch.Tensor, a
     if band is None:
         return {"mode": mode, "applied": False, "factor": factor,
                 "reason": f"the input is not a {factor:g}x k-space-truncated image"}
-    for start in range(0, input_slices.shape[0], _CONSISTENCY_CHUNK):
-        stop = start + _CONSISTENCY_CHUNK
+    for start in range(0, input_slices.shape[0], SLICES_PER_STEP):
+        stop = start + SLICES_PER_STEP
         output_slices[start:stop] = enforce_magnitude_consistency(output_slices[start:stop], input_slices[start:stop], band)
     return {"mode": mode, "applied": True, "factor": factor, "band": band.as_dict()}
-
-
-#: Slices per k-space consistency step (a few complex copies of them are alive at once).
-_CONSISTENCY_CHUNK = 16
 
 
 def _as_volume(image: Any) -> tuple[MetaTensor, tuple[float, float]]:
