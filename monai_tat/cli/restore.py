@@ -112,7 +112,12 @@ def run(args: argparse.Namespace) -> int:
         axis = result.restored.meta["restoration"]["axis"]
         write_preview(result.image.numpy(), result.restored.numpy(), result.task, args.preview, axis=axis,
                       overwrite=args.overwrite)
-    print(f"restored {args.input} -> {args.output} ({result.task}, {result.network}, {result.device})")
+    record = result.restored.meta["restoration"]
+    extras = ["self-ensemble"] if record.get("self_ensemble") else []
+    if record.get("kspace_consistency", {}).get("applied"):
+        extras.append("k-space consistency")
+    details = ", ".join([result.task, result.network, str(result.device), *extras])
+    print(f"restored {args.input} -> {args.output} ({details})")
     return 0
 
 

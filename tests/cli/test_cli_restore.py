@@ -216,7 +216,10 @@ def test_kspace_consistency_and_self_ensemble_options(tmp_path, tat_checkpoint, 
                         "ensemble": ["--self-ensemble", "--kspace-consistency", "off"]}.items():
         out = tmp_path / f"{name}.nii.gz"
         rc = main(_restore(str(mri), str(out), "--model", str(tat_checkpoint), "--task", "mri", "--quiet", *extra))
-        assert rc == 0, capsys.readouterr().err
+        printed = capsys.readouterr()
+        assert rc == 0, printed.err
+        assert ("k-space consistency" in printed.out) == (name == "auto")
+        assert ("self-ensemble" in printed.out) == (name == "ensemble")
         outputs[name] = read_volume(out).numpy()
     assert not np.allclose(outputs["auto"], outputs["off"])
     assert not np.allclose(outputs["ensemble"], outputs["off"])
