@@ -33,6 +33,7 @@ from typing import Any, Union
 import torch
 
 from monai_tat.errors import UserInputError
+from monai_tat.transforms.degrade_mri import kspace_window
 
 __all__ = [
     "KSpaceBand",
@@ -40,7 +41,6 @@ __all__ = [
     "check_kspace_consistency_mode",
     "detect_truncation_band",
     "enforce_magnitude_consistency",
-    "kspace_band_indices",
 ]
 
 KSpaceConsistencyMode = Union[str, bool, None]
@@ -99,16 +99,6 @@ def check_kspace_consistency_mode(mode: KSpaceConsistencyMode) -> str:
                          setting="kspace_consistency")
 
 
-def kspace_band_indices(n: int, factor: float) -> slice:
-    """Nominal band of a centred axis of ``n`` samples: ``round(n / factor)`` samples around DC.
-
-    The same band as :class:`monai_tat.transforms.KSpaceTruncation` keeps.
-    """
-    from monai_tat.transforms.degrade_mri import kspace_window  # transforms import torch-heavy MONAI
-
-    return kspace_window(n, factor)
-
-
 def _centred_energy(slices: torch.Tensor) -> torch.Tensor:
     """``(H, W)`` power spectrum summed over the ``(N, H, W)`` slices, DC at ``(H // 2, W // 2)``."""
     energy = torch.zeros(slices.shape[-2:], dtype=torch.float64)
@@ -154,7 +144,8 @@ def _band_statistics(energy: torch.Tensor, rows: slice, cols: slice) -> tuple[fl
 def detect_truncation_band(slices: torch.Tensor, factor: float = 4.0, force: bool = False) -> KSpaceBand | None:
     """The k-space band that a truncated ``(N, H, W)`` magnitude stack keeps, or None if it is not one.
 
-    The band is :func:`kspace_band_indices` for ``factor`` on each axis. The stack counts as
+    The band is the simulator's (:func:`~monai_tat.transforms.degrade_mri.kspace_window`) for
+    ``factor`` on each axis. The stack counts as
     truncated when the band's edge cliff (see :func:`_band_statistics`) is at least
     :data:`MIN_EDGE_CONTRAST` and at most :data:`MAX_OUTSIDE_FRACTION` of the energy lies outside it.
 
@@ -169,14 +160,13 @@ def detect_truncation_band(slices: torch.Tensor, factor: float = 4.0, force: boo
         raise UserInputError(f"the k-space truncation factor must be above 1, got {factor}",
                              setting="kspace_factor")
     h, w = slices.shape[-2:]
-    nominal_rows, nominal_cols = kspace_band_indices(h, factor), kspace_band_indices(w, factor)
-    if min(nominal_rows.stop - nominal_rows.start, nominal_cols.stop - nominal_cols.start) < 4 * EDGE_SHELL + 1:
-        return None  # a band too small to tell its edges (slices of a few pixels)
-    energy = _centred_energy(slices)
-    # The nominal band, not the edges where the spectrum drops: a magnitude image's spectrum is
+    # The simulator's band, not the edges where the spectrum drops: a magnitude image's spectrum is
     # symmetric, so the sample mirroring the band's lone negative-most frequency (+n/8 at factor 4)
     # looks measured but is not (projecting onto it cost 0.06-0.08 dB on the held-out brains).
-    rows, cols = nominal_rows, nominal_cols
+    rows, cols = kspace_window(h, factor), kspace_window(w, factor)
+    if min(rows.stop - rows.start, cols.stop - cols.start) < 4 * EDGE_SHELL + 1:
+        return None  # a band too small to tell its edges (slices of a few pixels)
+    energy = _centred_energy(slices)
     contrast, outside = _band_statistics(energy, rows, cols)
     if not force and (contrast < MIN_EDGE_CONTRAST or outside > MAX_OUTSIDE_FRACTION):
         return None

@@ -15,9 +15,9 @@ from monai_tat.inference.kspace_consistency import (
     MIN_EDGE_CONTRAST,
     detect_truncation_band,
     enforce_magnitude_consistency,
-    kspace_band_indices,
 )
 from monai_tat.transforms import KSpaceTruncation
+from monai_tat.transforms.degrade_mri import kspace_window
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_truncated_input_is_detected_with_the_simulators_band(mri_pair):
     _, low = mri_pair
     band = detect_truncation_band(low, factor=4.0)
     assert band is not None
-    assert band.rows == kspace_band_indices(96, 4.0) == slice(36, 60)
+    assert band.rows == kspace_window(96, 4.0) == slice(36, 60)
     assert band.cols == slice(36, 60)
     assert band.edge_contrast >= MIN_EDGE_CONTRAST and band.outside_fraction < 0.02
 
