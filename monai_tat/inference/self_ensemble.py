@@ -50,5 +50,6 @@ class SelfEnsemble(nn.Module):
                 )
             out = torch.flip(out, flips) if flips else out
             out = out.transpose(-2, -1) if transpose else out
-            total = out.float() if total is None else total.add_(out.float())
+            # out of place: a network may return its input itself, which later views still read
+            total = out.float() if total is None else total + out.float()
         return (total / len(DIHEDRAL_TRANSFORMS)).to(x.dtype)

@@ -72,6 +72,13 @@ def test_engine_self_ensemble_equals_restoring_the_transformed_volumes():
     np.testing.assert_allclose(fast.numpy(), np.mean(outputs, axis=0), atol=2e-3)  # HU
 
 
+def test_a_network_returning_its_input_gives_the_input_back():
+    x = torch.rand(1, 1, 6, 5)
+    before = x.clone()
+    torch.testing.assert_close(SelfEnsemble(nn.Identity())(x), before)
+    assert torch.equal(x, before)  # the input is not written
+
+
 def test_refuses_networks_that_return_tuples_and_wrong_shapes(tiny_amir):
     tiny_amir.train()
     with pytest.raises(UserInputError, match="eval mode"):
