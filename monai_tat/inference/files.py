@@ -18,6 +18,7 @@ from torch import nn
 from monai_tat.errors import UserInputError
 from monai_tat.inference.devices import resolve_device
 from monai_tat.inference.engine import CancelSignal, ProgressCallback, restore_volume
+from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode
 from monai_tat.inference.models import load_model, model_path
 from monai_tat.inference.tasks import resolve_task
 from monai_tat.io import check_output_path, image_suffix, read_volume, write_volume
@@ -66,7 +67,7 @@ def restore_file(
     axis: int | None = None,
     amp: str | bool | None = None,
     self_ensemble: bool = False,
-    kspace_consistency: str | bool | None = "auto",
+    kspace_consistency: KSpaceConsistencyMode = "auto",
     suv_overrides: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,

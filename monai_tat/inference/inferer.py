@@ -29,7 +29,7 @@ from torch import nn
 
 from monai_tat.errors import UserInputError
 from monai_tat.inference.engine import restore_volume
-from monai_tat.inference.kspace_consistency import check_kspace_consistency_mode
+from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode, check_kspace_consistency_mode
 from monai_tat.tasks import get_task
 
 __all__ = ["RestorationInferer"]
@@ -63,7 +63,7 @@ class RestorationInferer(Inferer):
     """
 
     def __init__(self, batch_size: int | None = None, axis: int | None = None, amp: str | bool | None = None,
-                 self_ensemble: bool = False, kspace_consistency: str | bool | None = "auto") -> None:
+                 self_ensemble: bool = False, kspace_consistency: KSpaceConsistencyMode = "auto") -> None:
         super().__init__()
         if batch_size is not None and int(batch_size) < 1:
             raise UserInputError(f"batch size must be at least 1, got {batch_size}")

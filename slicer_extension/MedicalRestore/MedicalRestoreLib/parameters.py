@@ -108,7 +108,7 @@ class RestoreParameters:
     model_path = _Parameter("ModelPath", "", str.strip, lambda text: str(text).strip())
     device = _Parameter("Device", AUTO, _name, lambda value: _name(str(value)))
     batch_size = _Parameter("BatchSize", 0, int, lambda value: str(int(value)))
-    self_ensemble = _Parameter("SelfEnsemble", False, lambda text: _flag(text), lambda value: "true" if value else "false")
+    self_ensemble = _Parameter("SelfEnsemble", False, _flag, lambda value: "true" if value else "false")
 
     def __init__(self, node):
         self.node = node
