@@ -146,7 +146,7 @@ def write_phantom_datalist(folder: Path, per_task: int, seed: int, size_scale: f
 
 
 def training_overrides(model: str, work: Path, datalists: list[str], iterations: int, size: dict[str, Any], *,
-                       patch: int, samples_per_task: int, learning_rate: float, seed: int, val_slices: int) -> dict:
+                       patch: int, samples_per_task: int | dict[str, int], learning_rate: float, seed: int, val_slices: int) -> dict:
     """``train.json`` overrides of the demo run: data, network size, schedule and where outputs go."""
     val_interval = max(1, iterations // 10)
     overrides: dict[str, Any] = {
@@ -250,6 +250,19 @@ def _default_bundles_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "bundles"
 
 
+def _task_samples(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, int]:
+    """``["ct=2", "pet=2", "mri=4"]`` -> ``{"ct": 2, "pet": 2, "mri": 4}``; every task once, counts >= 1."""
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        task, _, k = pair.partition("=")
+        if task not in _TASKS or task in counts or not k.isdigit() or int(k) < 1:
+            parser.error(f"--task-samples takes TASK=K once per task ({' '.join(_TASKS)}), K >= 1; got {pair!r}")
+        counts[task] = int(k)
+    if set(counts) != set(_TASKS):
+        parser.error(f"--task-samples needs a count for each of {', '.join(_TASKS)}; got {', '.join(counts)}")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m monai_tat.demo.train", description=__doc__.split("\n\n")[0])
@@ -262,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--phantoms", type=int, default=None, help="phantom training volumes per task (default 16; quick 1)")
     p.add_argument("--patch", type=int, default=None, help="training patch size (default 64; quick 16)")
     p.add_argument("--samples-per-task", type=int, default=2, help="patches of each task per batch (default 2)")
+    p.add_argument("--task-samples", nargs="+", default=None, metavar="TASK=K",
+                   help="weight the tasks: patches of each task per batch, e.g. ct=2 pet=2 mri=4 (replaces --samples-per-task)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
     p.add_argument("--val-slices", type=int, default=4, help="central slices of each validation volume (default 4)")
     p.add_argument("--init", default=None, metavar="WEIGHTS",
@@ -275,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export-only", action="store_true",
                    help="do not train: export and evaluate the best validated weights a stopped run left in --work")
     args = p.parse_args(argv)
+    samples = _task_samples(p, args.task_samples) if args.task_samples else args.samples_per_task
+    batch = sum(samples.values()) if isinstance(samples, dict) else 3 * samples
 
     from monai_tat.io import atomic_write
 
@@ -299,13 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.iterations is not None:
         plan["iterations"] = args.iterations
     elif "iterations" not in plan:
-        plan["iterations"] = (4 if quick else _iterations_for(args.minutes, model, size, patch, 3 * args.samples_per_task, args.lr)
+        plan["iterations"] = (4 if quick else _iterations_for(args.minutes, model, size, patch, batch, args.lr)
                               if args.minutes else 2000)
     atomic_write(plan_path, lambda tmp: tmp.write_text(json.dumps(plan) + "\n", encoding="utf-8"), overwrite=True)
     iterations = int(plan["iterations"])
 
     overrides = training_overrides(
-        model, work, datalists, iterations, size, patch=patch, samples_per_task=args.samples_per_task,
+        model, work, datalists, iterations, size, patch=patch, samples_per_task=samples,
         learning_rate=args.lr, seed=args.seed, val_slices=args.val_slices,
     )
     if args.init:
@@ -327,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.time() - start
 
     info = {"iterations": iterations, "stopped_at": stopped_at, "wall_s_this_run": round(wall, 1), "patch": patch,
-            "batch": 3 * args.samples_per_task, "learning_rate": args.lr, "seed": args.seed,
+            "batch": batch, **({"task_samples": samples} if isinstance(samples, dict) else {}), "learning_rate": args.lr, "seed": args.seed,
             "datalists": [Path(d).name if d == str(phantoms) else d for d in datalists],
             "simulation": TASK_SETTINGS, "network": size,
             "command": "python -m monai_tat.demo.train " + " ".join(argv if argv is not None else [])}

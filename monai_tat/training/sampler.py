@@ -8,7 +8,7 @@ and each rank takes its own disjoint share of it, like ``torch.utils.data.Distri
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -66,6 +66,26 @@ class _IndexStream:
         return out
 
 
+def _per_task_counts(samples_per_task: int | Mapping[str, int], names: Sequence[str]) -> list[int]:
+    """Samples of each task (in ``names`` order) per batch; a mapping must name exactly the dataset's tasks."""
+    if isinstance(samples_per_task, Mapping):
+        missing = [n for n in names if n not in samples_per_task]
+        unknown = [t for t in samples_per_task if t not in names]
+        if missing or unknown:
+            raise UserInputError(
+                f"samples_per_task must give a count for each task of the training data {sorted(names)}; "
+                + (f"missing {missing}" if missing else "") + ("; " if missing and unknown else "")
+                + (f"no training data for {unknown}" if unknown else "") + "."
+            )
+        counts = [samples_per_task[n] for n in names]
+    else:
+        counts = [samples_per_task] * len(names)
+    for name, k in zip(names, counts):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"samples_per_task must be a whole number of at least 1 for every task, got {k!r} for {name!r}.")
+    return counts
+
+
 class TaskBalancedBatchSampler(Sampler[list[int]]):
     """Batches of ``samples_per_task`` samples of every task, shuffled together (TAT: 4 per task).
 
@@ -75,7 +95,9 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
 
     Args:
         tasks: the task name of every dataset index (``dataset.tasks``).
-        samples_per_task: k, samples of each task per batch and per process.
+        samples_per_task: k, samples of each task per batch and per process; or a mapping
+            ``{task: k_task}`` naming every task of the dataset, to weight the tasks (e.g. more MRI
+            patches in a fine-tuning run).
         shuffle: shuffle each task's order per pass and the order inside each batch.
         seed: base seed; identical on all ranks.
         num_replicas, rank: distributed sharding (default: from torch.distributed when initialised);
@@ -85,28 +107,29 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
     Example::
 
         sampler = TaskBalancedBatchSampler(dataset.tasks, samples_per_task=4)
+        weighted = TaskBalancedBatchSampler(dataset.tasks, samples_per_task={"ct": 2, "pet": 2, "mri": 4})
         loader = monai.data.DataLoader(dataset, batch_sampler=sampler, num_workers=4)
     """
 
     def __init__(
         self,
         tasks: Sequence[str],
-        samples_per_task: int = 4,
+        samples_per_task: int | Mapping[str, int] = 4,
         shuffle: bool = True,
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
         num_batches: int | None = None,
     ) -> None:
-        if samples_per_task < 1:
-            raise ValueError(f"samples_per_task must be at least 1, got {samples_per_task}.")
         if len(tasks) == 0:
             raise UserInputError("the training dataset is empty; check the datalist's 'training' entries.")
         self.num_replicas, self.rank = _distributed_defaults(num_replicas, rank)
-        self.samples_per_task, self.shuffle, self.seed = samples_per_task, shuffle, seed
+        self.shuffle, self.seed = shuffle, seed
         self.num_batches = num_batches
         names = list(dict.fromkeys(tasks))  # first-seen order, deterministic
         self.task_names = tuple(names)
+        self.samples_per_task = samples_per_task
+        self._counts = _per_task_counts(samples_per_task, names)
         self._streams = [
             _IndexStream(
                 [i for i, t in enumerate(tasks) if t == name], seed + 7919 * k, shuffle, self.num_replicas, self.rank
@@ -117,13 +140,13 @@ class TaskBalancedBatchSampler(Sampler[list[int]]):
 
     @property
     def batch_size(self) -> int:
-        """Samples per batch on this process: ``samples_per_task * number of tasks``."""
-        return self.samples_per_task * len(self._streams)
+        """Samples per batch on this process: the sum of the tasks' sample counts."""
+        return sum(self._counts)
 
     def __iter__(self) -> Iterator[list[int]]:
         count = 0
         while self.num_batches is None or count < self.num_batches:
-            batch = [i for s in self._streams for i in s.take(self.samples_per_task)]
+            batch = [i for s, k in zip(self._streams, self._counts) for i in s.take(k)]
             if self.shuffle:
                 batch = [batch[j] for j in torch.randperm(len(batch), generator=self._generator).tolist()]
             yield batch

@@ -56,3 +56,20 @@ def test_init_weights_are_loaded_into_the_network(tmp_path):
         error = error.__cause__ or error.__context__
     assert any("size mismatch for patch_embed.weight" in text for text in chain)
     assert not (tmp_path / "out" / "tat_demo.safetensors").exists()
+
+
+def test_task_samples_weight_the_batch(tmp_path):
+    args = ["--model", "amir", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick",
+            "--task-samples", "ct=1", "pet=1", "mri=2"]
+    assert main(args) == 0
+    info = json.loads((tmp_path / "out" / "amir_demo_metrics.json").read_text())
+    assert info["batch"] == 4 and info["task_samples"] == {"ct": 1, "pet": 1, "mri": 2}
+
+
+@pytest.mark.parametrize("pairs", [["ct=1", "pet=1"], ["ct=1", "pet=1", "mri=0"], ["ct=1", "pet=1", "MRI=2"],
+                                   ["ct=1", "ct=2", "pet=1", "mri=1"]])
+def test_task_samples_refuse_incomplete_or_wrong_counts(tmp_path, pairs, capsys):
+    with pytest.raises(SystemExit):
+        main(["--model", "tat", "--out", str(tmp_path / "out"), "--quick", "--task-samples", *pairs])
+    assert "--task-samples" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

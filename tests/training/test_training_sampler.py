@@ -23,6 +23,24 @@ def test_every_batch_has_k_of_each_task_shuffled_together() -> None:
     assert any([TASKS[i] for i in b] != sorted((TASKS[i] for i in b), key=["ct", "pet", "mri"].index) for b in batches)
 
 
+def test_weighted_tasks_give_their_own_counts() -> None:
+    sampler = TaskBalancedBatchSampler(TASKS, samples_per_task={"mri": 4, "ct": 2, "pet": 1}, seed=2)
+    batches = list(itertools.islice(sampler, 10))
+    assert sampler.batch_size == 7
+    assert all(Counter(TASKS[i] for i in b) == {"ct": 2, "pet": 1, "mri": 4} for b in batches)
+    mri = [i for b in batches[:7] for i in b if TASKS[i] == "mri"]  # 28 draws = 4 passes over 7 MRI samples
+    assert Counter(mri) == {i: 4 for i in range(13, 20)}
+
+
+def test_weighted_tasks_must_name_the_datasets_tasks() -> None:
+    with pytest.raises(UserInputError, match=r"missing \['pet'\]"):
+        TaskBalancedBatchSampler(TASKS, {"ct": 2, "mri": 2})
+    with pytest.raises(UserInputError, match=r"no training data for \['MRI'\]"):
+        TaskBalancedBatchSampler(TASKS, {"ct": 2, "pet": 2, "mri": 2, "MRI": 2})
+    with pytest.raises(ValueError, match="'pet'"):
+        TaskBalancedBatchSampler(TASKS, {"ct": 2, "pet": 0, "mri": 2})
+
+
 def test_each_task_is_a_permutation_per_pass() -> None:
     sampler = TaskBalancedBatchSampler(TASKS, samples_per_task=5, seed=3)
     batches = list(itertools.islice(sampler, 2))
