@@ -25,7 +25,6 @@ __all__ = [
     "Upsample",
     "window_starts",
     "window_segments",
-    "average_overlapping_windows",
     "gdfn_hidden_channels",
 ]
 
@@ -132,35 +131,6 @@ def window_segments(starts: list[int], window: int, length: int) -> list[tuple[i
     return segments
 
 
-def average_overlapping_windows(windows: torch.Tensor, rows: list[int], cols: list[int], height: int, width: int) -> torch.Tensor:
-    """Put window outputs back on the ``height x width`` map, averaging where they overlap.
-
-    ``windows`` ``(B, len(rows), len(cols), kh, kw, C)``, window ``(i, j)`` starting at pixel
-    ``(rows[i], cols[j])`` -> ``(B, height, width, C)``. The map is assembled from the runs that
-    the same windows cover (slices, sums and concatenations only), so a traced or exported graph
-    holds no map-sized buffer or index tensor; each pixel sums its windows in row-major order and
-    divides by their count, as accumulating them into a zero map would.
-    """
-    kh, kw = windows.shape[3], windows.shape[4]
-    row_runs: list[torch.Tensor] = []
-    for top, bottom, row_windows in window_segments(rows, kh, height):
-        pieces: list[torch.Tensor] = []
-        for left, right, col_windows in window_segments(cols, kw, width):
-            total: Optional[torch.Tensor] = None
-            for i in row_windows:
-                for j in col_windows:
-                    piece = windows[:, i, j, top - rows[i] : bottom - rows[i], left - cols[j] : right - cols[j]]
-                    if total is None:
-                        total = piece
-                    else:
-                        total = total + piece
-            assert total is not None  # every pixel lies in at least one window
-            count = len(row_windows) * len(col_windows)
-            pieces.append(total if count == 1 else total / count)
-        row_runs.append(torch.cat(pieces, dim=2))
-    return torch.cat(row_runs, dim=1)
-
-
 class ChannelAttention(nn.Module):
     """Multi-Dconv head transposed attention (MDTA), optionally inside TLC local windows.
 
@@ -225,19 +195,67 @@ class ChannelAttention(nn.Module):
             outputs.append(v @ attn.transpose(1, 2))  # (N, P, c)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
 
+    def _window_attention_maps(self, window: torch.Tensor) -> torch.Tensor:
+        """Attention matrices of one TLC window: ``window`` ``(B, kh, kw, 3C)``, a strided view of the
+        map -> ``(B, heads, c, c)`` (``softmax(q^T k * temperature / (|q_i| |k_j|))`` over its pixels)."""
+        batch, channels = window.shape[0], window.shape[-1] // 3
+        c_head = channels // self.num_heads
+        norms = window[..., : 2 * channels].square().sum(dim=(1, 2)).sqrt().clamp_min(1e-12)  # (B, 2C): q then k
+        q_norm = norms[:, :channels].reshape(batch, self.num_heads, c_head)
+        k_norm = norms[:, channels:].reshape(batch, self.num_heads, c_head)
+        grams: list[torch.Tensor] = []
+        for b in range(batch):
+            for head in range(self.num_heads):
+                lo = head * c_head
+                q = window[b, :, :, lo : lo + c_head]  # (kh, kw, c)
+                k = window[b, :, :, channels + lo : channels + lo + c_head]
+                # One product per window row, summed: reads the window in place instead of copying it out.
+                grams.append((q.transpose(1, 2) @ k).sum(dim=0))
+        gram = torch.stack(grams).reshape(batch, self.num_heads, c_head, c_head)
+        scale = self.temperature.reshape(1, self.num_heads, 1, 1) / (q_norm.unsqueeze(3) * k_norm.unsqueeze(2))
+        return torch.softmax(gram * scale, dim=-1)
+
     def _attend_in_windows(self, tokens: torch.Tensor, rows: list[int], cols: list[int], size: tuple[int, int]) -> torch.Tensor:
         """TLC on ``tokens`` ``(B, H, W, 3C)``: attention inside every (row, col) window, overlaps
-        averaged -> ``(B, H, W, C)``. All windows of all samples run as one batch."""
+        averaged -> ``(B, H, W, C)``.
+
+        A window's output at a pixel is ``v A_w^T``, linear in the attention matrix ``A_w``, so the
+        average over the windows covering a pixel is ``v`` times their mean matrix. The map is built
+        from the runs of pixels covered by the same windows, each multiplied once by its mean matrix:
+        no window is copied out and no overlap is computed twice (equal to averaging the windows'
+        outputs up to rounding).
+        """
         batch, height, width, c3 = tokens.shape
+        channels = c3 // 3
+        c_head = channels // self.num_heads
         kh, kw = size
-        crops: list[torch.Tensor] = []
+        maps: list[torch.Tensor] = []
         for r in rows:
             for c in cols:
-                crops.append(tokens[:, r : r + kh, c : c + kw])
-        windows = torch.stack(crops, dim=1)
-        out_windows = self._attend(windows.reshape(-1, kh * kw, c3))
-        out_windows = out_windows.reshape(batch, len(rows), len(cols), kh, kw, c3 // 3)
-        return average_overlapping_windows(out_windows, rows, cols, height, width)
+                maps.append(self._window_attention_maps(tokens[:, r : r + kh, c : c + kw]))
+        row_runs: list[torch.Tensor] = []
+        for top, bottom, row_windows in window_segments(rows, kh, height):
+            pieces: list[torch.Tensor] = []
+            for left, right, col_windows in window_segments(cols, kw, width):
+                total: Optional[torch.Tensor] = None
+                for i in row_windows:
+                    for j in col_windows:
+                        window_map = maps[i * len(cols) + j]
+                        total = window_map if total is None else total + window_map
+                assert total is not None  # every pixel lies in at least one window
+                count = len(row_windows) * len(col_windows)
+                mean = total if count == 1 else total / count
+                value = tokens[:, top:bottom, left:right, 2 * channels :]
+                samples: list[torch.Tensor] = []
+                for b in range(batch):
+                    heads: list[torch.Tensor] = []
+                    for head in range(self.num_heads):
+                        lo = head * c_head
+                        heads.append(value[b, :, :, lo : lo + c_head] @ mean[b, head].transpose(0, 1))
+                    samples.append(heads[0] if len(heads) == 1 else torch.cat(heads, dim=-1))
+                pieces.append(torch.stack(samples))
+            row_runs.append(torch.cat(pieces, dim=2))
+        return torch.cat(row_runs, dim=1)
 
     def forward(self, x: torch.Tensor, generated: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x`` ``(B, C, H, W)``; ``generated`` ``(B, 3C, 1, 3, 3)`` for adaptive blocks."""
