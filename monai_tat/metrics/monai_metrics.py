@@ -31,6 +31,7 @@ from monai.metrics.utils import do_metric_reduction
 from monai.utils import MetricReduction, min_version, optional_import
 
 from monai_tat.errors import UserInputError
+from monai_tat.tasks import TASKS, check_task
 from monai_tat.metrics.image_quality import METRIC_NAMES, psnr, slice_metrics
 from monai_tat.metrics.evaluator import SliceScores, write_rows_csv
 
@@ -73,14 +74,19 @@ class PaperPSNRMetric(CumulativeIterationMetric):
         reduction: how :meth:`aggregate` reduces the buffered per-image values (default the mean,
             NaN images skipped).
         get_not_nans: also return the number of images that were not NaN.
+        task_average: aggregate as the mean over tasks of each task's mean over its images, so
+            that every task weighs the same whatever its number of validation images (an
+            all-in-one model's checkpoint is then not chosen by its most numerous task alone).
+            Applies to the mean reduction only.
 
     Call: ``metric(y_pred, y, task=...)`` with batch-first ``(B, 1, *spatial)`` tensors in physical
     units and ``task`` one name for the whole batch or one per item.
     """
 
-    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False) -> None:
+    def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN, get_not_nans: bool = False,
+                 task_average: bool = False) -> None:
         super().__init__()
-        self.reduction, self.get_not_nans = reduction, get_not_nans
+        self.reduction, self.get_not_nans, self.task_average = reduction, get_not_nans, task_average
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if y is None:
@@ -92,7 +98,10 @@ class PaperPSNRMetric(CumulativeIterationMetric):
         if len(tasks) != y_pred.shape[0]:
             raise UserInputError(f"got {len(tasks)} task names for a batch of {y_pred.shape[0]} images")
         values = [self._image_psnr(y_pred[b], y[b], tasks[b]) for b in range(y_pred.shape[0])]
-        return torch.tensor(values, dtype=torch.float64)[:, None]
+        # The task travels in the buffer (column 1, its index in TASKS) so that ranks' buffers
+        # gathered in distributed evaluation keep each value's task.
+        codes = [float(TASKS.index(check_task(t))) for t in tasks]
+        return torch.tensor([values, codes], dtype=torch.float64).T
 
     @staticmethod
     def _image_psnr(pred: torch.Tensor, label: torch.Tensor, task: str) -> float:
@@ -107,7 +116,22 @@ class PaperPSNRMetric(CumulativeIterationMetric):
         data = self.get_buffer()
         if not isinstance(data, torch.Tensor):
             raise UserInputError("the PSNR metric has no values yet: run it on at least one image first")
-        value, not_nans = do_metric_reduction(data, reduction or self.reduction)
+        reduction = reduction or self.reduction
+        if self.task_average and MetricReduction(reduction) == MetricReduction.MEAN:
+            return self._task_mean(data)
+        value, not_nans = do_metric_reduction(data[:, :1], reduction)
+        return (value, not_nans) if self.get_not_nans else value
+
+    def _task_mean(self, data: torch.Tensor) -> Any:
+        """Mean over tasks of each task's mean over its non-NaN images; ``data`` ``(N, 2)``: value, task index."""
+        per_task = []
+        for code in torch.unique(data[:, 1]):
+            values = data[data[:, 1] == code, 0]
+            values = values[~torch.isnan(values)]
+            if values.numel():
+                per_task.append(values.mean())
+        value = torch.stack(per_task).mean() if per_task else torch.tensor(math.nan, dtype=data.dtype)
+        not_nans = torch.tensor(float(len(per_task)), dtype=data.dtype)
         return (value, not_nans) if self.get_not_nans else value
 
 
@@ -130,7 +154,10 @@ class PaperPSNR(IgniteMetricHandler):
         output_transform: extracts ``(y_pred, y)`` from ``engine.state.output``, physical units
             (default: the ``pred`` and ``label`` of every item).
         task_key: key of each item's task in ``engine.state.batch``.
-        save_details: keep the per-image values in ``engine.state.metric_details``.
+        save_details: keep the per-image values in ``engine.state.metric_details`` (``(N, 2)``: PSNR in dB,
+            the task's index in :data:`monai_tat.tasks.TASKS`).
+        task_average: report the mean over tasks of the per-task means (see :class:`PaperPSNRMetric`)
+            instead of the mean over all images.
     """
 
     def __init__(
@@ -138,8 +165,10 @@ class PaperPSNR(IgniteMetricHandler):
         output_transform: Callable = from_engine(["pred", "label"]),
         task_key: str = "task",
         save_details: bool = True,
+        task_average: bool = False,
     ) -> None:
-        super().__init__(metric_fn=PaperPSNRMetric(), output_transform=output_transform, save_details=save_details)
+        super().__init__(metric_fn=PaperPSNRMetric(task_average=task_average), output_transform=output_transform,
+                         save_details=save_details)
         self.task_key = task_key
 
     def iteration_completed(self, engine: Any) -> None:

@@ -99,6 +99,28 @@ def test_paper_psnr_metric_is_the_mean_over_slices() -> None:
         metric(pred[None], label[None])
 
 
+def test_task_average_weighs_every_task_the_same() -> None:
+    rng = np.random.default_rng(3)
+    label = torch.from_numpy(rng.uniform(0.2, 0.8, size=(1, 1, 16, 16)).astype(np.float32)) * 4000 - 1024
+    noisy = {s: label + torch.from_numpy(rng.normal(0, s, size=label.shape).astype(np.float32)) for s in (5, 20, 80)}
+    # three CT images (one clean-ish, two noisy) and one MRI image
+    items = [(noisy[5], "ct"), (noisy[80], "ct"), (noisy[80], "ct"), (noisy[20].clamp(min=0), "mri")]
+    plain, balanced = PaperPSNRMetric(), PaperPSNRMetric(task_average=True)
+    values = []
+    for pred, task in items:
+        target = label.clamp(min=0) if task == "mri" else label
+        values.append(psnr(pred[0, 0].numpy(), target[0, 0].numpy(), task))
+        for metric in (plain, balanced):
+            metric(pred, target, task=task)
+    ct_mean = np.mean(values[:3])
+    assert float(plain.aggregate()) == pytest.approx(np.mean(values))
+    assert float(balanced.aggregate()) == pytest.approx((ct_mean + values[3]) / 2)
+    assert float(balanced.aggregate()) != pytest.approx(float(plain.aggregate()), abs=0.1)
+    balanced.reset()
+    balanced(noisy[5], label, task=["ct"])
+    assert float(balanced.aggregate()) == pytest.approx(values[0])
+
+
 def test_iteration_gives_the_objective_the_input_and_tasks() -> None:
     seen = {}
 
