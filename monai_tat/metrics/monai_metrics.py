@@ -77,7 +77,7 @@ class PaperPSNRMetric(CumulativeIterationMetric):
         task_average: aggregate as the mean over tasks of each task's mean over its images, so
             that every task weighs the same whatever its number of validation images (an
             all-in-one model's checkpoint is then not chosen by its most numerous task alone).
-            Applies to the mean reduction only.
+            Applies to the mean reduction only; ``get_not_nans`` then counts the tasks with a value.
 
     Call: ``metric(y_pred, y, task=...)`` with batch-first ``(B, 1, *spatial)`` tensors in physical
     units and ``task`` one name for the whole batch or one per item.
