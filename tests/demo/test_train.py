@@ -73,3 +73,34 @@ def test_task_samples_refuse_incomplete_or_wrong_counts(tmp_path, pairs, capsys)
         main(["--model", "tat", "--out", str(tmp_path / "out"), "--quick", "--task-samples", *pairs])
     assert "--task-samples" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
+    from monai_tat.demo.train import QUICK_SIZES
+    from monai_tat.networks import build_network
+
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        net = build_network("TAT", spatial_dims=2, in_channels=1, out_channels=1, **QUICK_SIZES["tat"])
+        paths.append(tmp_path / f"w{seed}.pt")
+        torch.save(net.state_dict(), paths[-1])
+    args = ["--model", "tat", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick",
+            "--export-only", "--average", *map(str, paths)]
+    assert main(args) == 0
+    exported = read_checkpoint(tmp_path / "out" / "tat_demo.safetensors")[0]["patch_embed.weight"]
+    sources = [torch.load(p, weights_only=True)["patch_embed.weight"] for p in paths]
+    torch.testing.assert_close(exported, (sources[0] + sources[1]) / 2)
+    info = json.loads((tmp_path / "out" / "tat_demo_metrics.json").read_text())
+    assert [s["path"] for s in info["averaged_from"]] == list(map(str, paths))
+    assert all(len(s["sha256"]) == 64 for s in info["averaged_from"]) and "mri" in info["heldout_metrics"]
+    # the work folder now holds weights: a second average there is refused and leaves them as they are
+    before = (tmp_path / "work" / "models" / "model.pt").read_bytes()
+    with pytest.raises(SystemExit, match="already exists"):
+        main(args)
+    assert (tmp_path / "work" / "models" / "model.pt").read_bytes() == before
+    # averaging is an export: without --export-only (or with one file) the command line is refused
+    for wrong in (["--average", *map(str, paths)], ["--export-only", "--average", str(paths[0])]):
+        with pytest.raises(SystemExit):
+            main(["--model", "tat", "--out", str(tmp_path / "o2"), "--quick", *wrong])
+        assert "--average" in capsys.readouterr().err

@@ -51,3 +51,29 @@ def test_warmup_follows_the_network_first_and_state_round_trips() -> None:
 def test_decay_out_of_range() -> None:
     with pytest.raises(ValueError, match="decay"):
         WeightEMA(nn.Linear(1, 1), decay=1.0)
+
+
+def test_average_weights_is_the_elementwise_mean_and_refuses_other_networks():
+    from monai_tat.errors import UserInputError
+    from monai_tat.training import average_weights
+
+    a = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor([0.5], dtype=torch.float16), "steps": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, -2.0]), "b": torch.tensor([1.5], dtype=torch.float16), "steps": torch.tensor(3)}
+    mean = average_weights([a, b])
+    torch.testing.assert_close(mean["w"], torch.tensor([2.0, 0.0]))
+    torch.testing.assert_close(mean["b"], torch.tensor([1.0]))  # float16 averaged in float32
+    assert mean["b"].dtype == torch.float32 and mean["steps"].item() == 3 and mean["steps"].dtype == torch.int64
+    # a real network round trip: the mean loads back into the architecture
+    nets = [nn.Linear(3, 2) for _ in range(3)]
+    averaged = average_weights([n.state_dict() for n in nets])
+    nn.Linear(3, 2).load_state_dict(averaged)
+    torch.testing.assert_close(averaged["weight"], sum(n.weight.detach() for n in nets) / 3)
+
+    with pytest.raises(UserInputError, match="at least two"):
+        average_weights([a])
+    with pytest.raises(UserInputError, match="keys differ"):
+        average_weights([a, {"w": b["w"], "b": b["b"]}])
+    with pytest.raises(UserInputError, match="shape of 'w'"):
+        average_weights([a, {**b, "w": torch.zeros(3)}])
+    with pytest.raises(UserInputError, match="'steps' differs"):
+        average_weights([a, {**b, "steps": torch.tensor(4)}])
