@@ -364,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{work / 'models' / 'model.pt'} does not exist: the run has not validated any weights yet")
         last = latest_checkpoint(work / "checkpoints")
         stopped_at = Path(last).stem if last else None
-        _log(f"{model}: exporting the best validated weights of {work} (last checkpoint {stopped_at})")
+        what = "the averaged weights" if averaged_from else "the best validated weights"
+        _log(f"{model}: exporting {what} of {work} (last checkpoint {stopped_at})")
         wall = 0.0
     else:
         _log(f"{model}: training {iterations} iterations with {bundle_dir / 'configs' / 'train.json'} in {work}")
