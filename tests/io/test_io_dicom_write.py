@@ -161,3 +161,32 @@ def test_atomic_folder_keeps_the_previous_folder_on_failure(tmp_path):
     assert (out / "a.txt").read_text() == "first" and sorted(p.name for p in out.iterdir()) == ["a.txt"]
     atomic_write_folder(out, lambda tmp: (tmp / "d.txt").write_text("second"), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["series"] and (out / "d.txt").exists()
+
+
+def test_bundle_postprocessing_writes_the_series(tmp_path):
+    """SaveDicomSeriesd, as a bundle's postprocessing after LoadImaged / Invertd, writes a valid derived series."""
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+
+    from monai_tat.networks import TAT
+    from monai_tat.transforms.save_dicom import SaveDicomSeriesd
+
+    source = write_source_series(tmp_path / "series_ct", _ct_volume(np.random.default_rng(2)), modality="CT")
+    item = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image")])({"image": str(source),
+                                                                                          "task": "ct"})
+    item["pred"] = item["image"] + 25.0  # stands in for the restored, inverted prediction
+    save = SaveDicomSeriesd("pred", tmp_path / "out", TAT(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1))
+    save(item)
+    out = tmp_path / "out" / "series_ct_restored"
+    assert _dciodvfy_errors(next(out.iterdir())) == []
+    back = read_volume(out)
+    np.testing.assert_allclose(back.numpy(), read_volume(source).numpy() + 25.0, atol=0.5)
+    assert "task ct" in _files(out)[0].DerivationDescription
+
+    item["pred"] = item["image"][:, :-2]  # cropped: no longer on the source grid
+    with pytest.raises(UserInputError, match="not on the grid"):
+        SaveDicomSeriesd("pred", tmp_path / "other", save.network)(item)
+    nifti = write_volume(np.zeros((4, 4, 2), np.float32), tmp_path / "x.nii.gz")
+    with pytest.raises(UserInputError, match="not loaded from DICOM"):
+        SaveDicomSeriesd("image", tmp_path / "other", save.network)(LoadImaged("image", image_only=True)(
+            {"image": str(nifti), "task": "ct"}))
+    assert not (tmp_path / "other").exists()
