@@ -56,6 +56,12 @@ def run_batch(args: argparse.Namespace) -> int:
 
     if args.preview is not None:
         raise UserInputError("--preview writes one PNG; it applies to a single input, not to a folder or list")
+    from monai_tat.io import image_suffix
+    from monai_tat.io.volume import OUTPUT_SUFFIXES
+
+    if image_suffix(args.output) in OUTPUT_SUFFIXES:
+        raise UserInputError(f"{args.input} holds several inputs (a folder of volumes or series, or a list), so the "
+                             f"output must be a folder, not the file name {args.output}")
     output_format = "nii.gz" if args.format == "auto" else args.format
     cases = select_part(collect_cases(args.input, datalist_key=args.datalist_key), args.num_parts, args.part_id)
     out_dir = Path(args.output)

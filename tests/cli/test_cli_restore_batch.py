@@ -152,3 +152,9 @@ def test_two_cases_with_one_output_name_are_refused(tmp_path, tat_checkpoint, ca
     assert main(["restore", str(folder), str(tmp_path / "out"), "--model", str(tat_checkpoint)]) == 2
     assert "both be written as 'same'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_output_file_name_for_several_inputs_is_refused(tmp_path, cases_folder, tat_checkpoint, capsys):
+    rc = main(["restore", str(cases_folder), str(tmp_path / "restored.nii.gz"), "--model", str(tat_checkpoint)])
+    assert rc == 2 and "output must be a folder" in capsys.readouterr().err
+    assert not (tmp_path / "restored.nii.gz").exists()

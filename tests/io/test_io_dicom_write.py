@@ -190,3 +190,21 @@ def test_bundle_postprocessing_writes_the_series(tmp_path):
         SaveDicomSeriesd("image", tmp_path / "other", save.network)(LoadImaged("image", image_only=True)(
             {"image": str(nifti), "task": "ct"}))
     assert not (tmp_path / "other").exists()
+
+
+def test_folder_of_series_back_as_series(tmp_path, tiny_tat, capsys):
+    """A folder of DICOM series with --format dicom: one derived series each; a NIfTI in it fails alone."""
+    rng = np.random.default_rng(5)
+    studies = tmp_path / "studies"
+    write_source_series(studies / "ct_series", _ct_volume(rng)[:2], modality="CT")
+    write_source_series(studies / "pet_series", _pet_volume(rng)[:2], modality="PT")
+    write_volume(np.full((8, 8, 2), -1000.0, dtype=np.float32), studies / "export.nii.gz")
+    out = tmp_path / "restored"
+    rc = main(["restore", str(studies), str(out), "--format", "dicom", "--model", str(tiny_tat), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 1 and "export.nii.gz" in captured.err and "is not DICOM" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["ct_series", "manifest.jsonl", "pet_series"]
+    for name, modality in (("ct_series", "CT"), ("pet_series", "PT")):
+        derived = _files(out / name)
+        assert len(derived) == 2 and {d.Modality for d in derived} == {modality}
+        assert _dciodvfy_errors(out / name / "IM00001.dcm") == []
