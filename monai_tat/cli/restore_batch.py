@@ -16,6 +16,7 @@ __all__ = ["add_batch_arguments", "run_batch", "EXIT_CASES_FAILED"]
 
 #: Exit status when the run went through but some cases failed (each is listed on stderr).
 EXIT_CASES_FAILED = 1
+EXIT_CANCELLED = 130  # as the command line's Ctrl-C status
 
 
 def _non_negative_int(text: str) -> int:
@@ -73,7 +74,11 @@ def run_batch(args: argparse.Namespace) -> int:
     def before(index: int, count: int, case) -> None:
         bar.set_postfix_str(case.name, refresh=True)
 
+    finished = 0
+
     def after(index: int, count: int, row: dict) -> None:
+        nonlocal finished
+        finished += 1
         bar.update(1)
 
     try:
@@ -84,6 +89,13 @@ def run_batch(args: argparse.Namespace) -> int:
             self_ensemble=args.self_ensemble, kspace_consistency=args.kspace_consistency,
             suv_overrides={k: v for k, v in overrides.items() if v is not None},
         )
+    except KeyboardInterrupt:
+        bar.leave = False
+        bar.close()
+        # Finished cases are complete files recorded in the manifest; the case in progress left nothing.
+        print(f"monai-tat: cancelled after {finished} of {total} cases; finished outputs and {manifest} are kept; "
+              "run again with --skip-existing to resume", file=sys.stderr)
+        return EXIT_CANCELLED
     finally:
         bar.close()
     done = sum(1 for row in report.rows if row["status"] == "done" and row["input"] not in report.skipped)

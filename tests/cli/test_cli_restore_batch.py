@@ -158,3 +158,29 @@ def test_output_file_name_for_several_inputs_is_refused(tmp_path, cases_folder, 
     rc = main(["restore", str(cases_folder), str(tmp_path / "restored.nii.gz"), "--model", str(tat_checkpoint)])
     assert rc == 2 and "output must be a folder" in capsys.readouterr().err
     assert not (tmp_path / "restored.nii.gz").exists()
+
+
+def test_ctrl_c_keeps_finished_cases_and_resumes(tmp_path, cases_folder, tat_checkpoint, monkeypatch, capsys):
+    (cases_folder / "bad_e.nii.gz").unlink()
+    real_restore = batch.restore_file
+    calls = []
+
+    def interrupted_third(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_restore(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "restore_file", interrupted_third)
+    out = tmp_path / "restored"
+    args = ["restore", str(cases_folder), str(out), "--model", str(tat_checkpoint), "--device", "cpu", "--quiet"]
+    assert main(args) == 130
+    assert "cancelled after 2 of 4 cases" in capsys.readouterr().err
+    rows = _manifest(out / "manifest.jsonl")
+    assert [r["status"] for r in rows] == ["done", "done"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "ct_a.nii.gz", "ct_b.nii.gz", "manifest.jsonl"]
+    monkeypatch.setattr(batch, "restore_file", real_restore)
+    assert main([*args, "--skip-existing"]) == 0
+    assert "restored 2 of 4 cases" in capsys.readouterr().out
+    assert [r["status"] for r in _manifest(out / "manifest.jsonl")] == ["done"] * 4
