@@ -330,7 +330,9 @@ def _prepare_out_dir(out: Path) -> None:
         raise UserInputError(f"output {out} is a file; several inputs need an output folder")
     if not out.exists():
         if not out.parent.is_dir():
-            raise UserInputError(f"folder {out.parent} (where {out.name} would be created) does not exist; create it first")
+            raise UserInputError(
+                f"folder {out.parent} (where {out.name} would be created) does not exist; create it first"
+            )
         out.mkdir()
 
 

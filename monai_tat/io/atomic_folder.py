@@ -59,7 +59,7 @@ def atomic_write_folder(
     verify: Callable[[Path], None] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Fill a temporary folder beside ``path`` with ``write(tmp)``, check it with ``verify(tmp)``, rename it to ``path``.
+    """Fill a temporary folder beside ``path`` with ``write(tmp)``, check it (``verify(tmp)``), rename it to ``path``.
 
     ``verify`` reads what was written and raises when anything is wrong; the folder is then never
     published. With ``overwrite``, an existing folder is moved aside first and deleted only after

@@ -287,7 +287,7 @@ def _verify_series(
     names = sorted(p.name for p in folder.iterdir())
     if names != sorted(written):
         raise UserInputError(f"the DICOM series written in {folder} has files {names}, expected {sorted(written)}")
-    for (name, (expected, stored)), header in zip(sorted(written.items()), headers):
+    for (name, (_, stored)), header in zip(sorted(written.items()), headers):
         try:
             ds = pydicom.dcmread(str(folder / name))
             pixels = ds.pixel_array
@@ -306,5 +306,7 @@ def _verify_series(
         if pixels.shape != stored.shape or not np.array_equal(pixels, stored):
             problems.append("pixel values differ from those written")
         if problems:
-            raise UserInputError(f"the DICOM file {name} read back is wrong: {'; '.join(problems)}; nothing was published")
+            raise UserInputError(
+                f"the DICOM file {name} read back is wrong: {'; '.join(problems)}; nothing was published"
+            )
         seen.add(sop)
