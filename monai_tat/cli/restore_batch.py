@@ -63,6 +63,10 @@ def run_batch(args: argparse.Namespace) -> int:
     if image_suffix(args.output) in OUTPUT_SUFFIXES:
         raise UserInputError(f"{args.input} holds several inputs (a folder of volumes or series, or a list), so the "
                              f"output must be a folder, not the file name {args.output}")
+    source = Path(args.input)
+    if source.is_dir() and Path(args.output).resolve().is_relative_to(source.resolve()):
+        raise UserInputError(f"output folder {args.output} is inside the input folder {args.input}, where it would "
+                             "become an input of the next run; choose a folder outside it")
     output_format = "nii.gz" if args.format == "auto" else args.format
     cases = select_part(collect_cases(args.input, datalist_key=args.datalist_key), args.num_parts, args.part_id)
     out_dir = Path(args.output)

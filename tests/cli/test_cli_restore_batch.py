@@ -158,6 +158,9 @@ def test_output_file_name_for_several_inputs_is_refused(tmp_path, cases_folder, 
     rc = main(["restore", str(cases_folder), str(tmp_path / "restored.nii.gz"), "--model", str(tat_checkpoint)])
     assert rc == 2 and "output must be a folder" in capsys.readouterr().err
     assert not (tmp_path / "restored.nii.gz").exists()
+    rc = main(["restore", str(cases_folder), str(cases_folder / "restored"), "--model", str(tat_checkpoint)])
+    assert rc == 2 and "inside the input folder" in capsys.readouterr().err
+    assert not (cases_folder / "restored").exists()
 
 
 def test_ctrl_c_keeps_finished_cases_and_resumes(tmp_path, cases_folder, tat_checkpoint, monkeypatch, capsys):
