@@ -25,7 +25,7 @@ from MedicalRestoreLib import dependencies, restore_volume_script, volumes
 from MedicalRestoreLib.background import BackgroundProcess
 from MedicalRestoreLib.errors import RestoreInputError
 from MedicalRestoreLib.job import DisplayWindow, LogCallback, ProgressCallback, RestoreJob
-from MedicalRestoreLib.parameters import AUTO, RestoreParameters, parameter_node
+from MedicalRestoreLib.parameters import AMP_CHOICES, AUTO, RestoreParameters, parameter_node
 
 NAMED_MODELS = ("tat", "amir")
 OUTPUT_SUFFIX = " restored"
@@ -56,18 +56,36 @@ def normalize_model(model: Optional[str]) -> str:
 
 
 def normalize_device(device: Optional[object]) -> str:
-    """auto, cpu, cuda, cuda:N, mps; a GPU id (``0`` or ``"1"``) means ``cuda:N``."""
+    """auto, cpu, cuda or cuda:N, the devices ``monai_tat.inference.devices.resolve_device`` accepts;
+    a GPU id (``0`` or ``"1"``) means ``cuda:N``. Anything else (e.g. Apple's ``mps``) is refused here,
+    before the background process starts."""
     text = str("auto" if device is None else device).strip().lower()
     if text in ("", "auto"):
         return "auto"
-    if text in ("cpu", "cuda", "mps"):
+    if text in ("cpu", "cuda"):
         return text
     if text == "gpu":
         return "cuda"
     index = text.split(":", 1)[1] if text.startswith(("cuda:", "gpu:")) else text
     if index.isdigit():
         return f"cuda:{int(index)}"
-    raise RestoreInputError(f"Unknown device '{device}': choose auto, cpu, or a GPU id such as 0 or cuda:1.")
+    raise RestoreInputError(
+        f"Unknown device '{device}': monai-tat runs on auto, cpu, or an NVIDIA GPU (CUDA) given by its id "
+        "such as 0 or cuda:1."
+    )
+
+
+def normalize_amp(amp: Optional[str], device: str) -> str:
+    """Mixed precision: none (float32), bf16 or fp16; half precision is CUDA only, so the CPU refuses it."""
+    text = (amp or "none").strip().lower()
+    if text not in AMP_CHOICES:
+        raise RestoreInputError(f"Unknown precision '{amp}': choose {', '.join(AMP_CHOICES)}.")
+    if text != "none" and device == "cpu":
+        raise RestoreInputError(
+            f"Half precision ({text}) runs on a CUDA GPU only: choose precision none for the CPU, "
+            "or device auto / a GPU id."
+        )
+    return text
 
 
 def normalize_batch_size(batch_size: Optional[int]) -> Optional[int]:
@@ -103,8 +121,9 @@ class RestoreLogic:
 
     @staticmethod
     def missing_dependencies() -> List[str]:
-        """Import names of required packages (torch, monai_tat) that are not installed."""
-        return dependencies.missing_modules()
+        """Third-party packages the background process needs and this Python lacks: ``"torch"`` and
+        lines of the module's ``Resources/requirements.txt`` (monai_tat ships with the module)."""
+        return dependencies.missing_packages()
 
     @staticmethod
     def parameters(scene) -> RestoreParameters:
@@ -128,6 +147,7 @@ class RestoreLogic:
         wait: bool = True,
         batch_size: Optional[int] = None,
         self_ensemble: bool = False,
+        amp: Optional[str] = "none",
         progress_callback: Optional[ProgressCallback] = None,
         log_callback: Optional[LogCallback] = None,
         finished_callback: Optional[Callable[[RestoreJob], None]] = None,
@@ -148,6 +168,7 @@ class RestoreLogic:
             batch_size: slices per batch, None / 0 for automatic.
             self_ensemble: average the network over the 8 flips / transpositions of each slice
                 (a little better, 8x slower).
+            amp: none (float32), bf16 or fp16: half precision on a CUDA GPU (refused with the CPU).
             progress_callback: ``(done, total, seconds_left)`` after each batch of slices.
             log_callback: each log line of the background process.
             finished_callback: the job, once it succeeded, failed or was cancelled.
@@ -180,6 +201,7 @@ class RestoreLogic:
         modality = volumes.dicom_modality(inputNode)
         model_spec = normalize_model(model)
         device_name = normalize_device(device)
+        precision = normalize_amp(amp, device_name)
         batch = normalize_batch_size(batch_size)
         missing = self.missing_dependencies()
         if missing:
@@ -195,7 +217,7 @@ class RestoreLogic:
             volumes.write_volume_file(inputNode, input_path)
             command = self.build_command(
                 input_path, output_path, task_name, model_spec, device_name, batch, modality=modality,
-                self_ensemble=bool(self_ensemble),
+                self_ensemble=bool(self_ensemble), amp=precision,
             )
             background = BackgroundProcess(command, env=self.env, cwd=workdir)
         except BaseException:
@@ -245,6 +267,7 @@ class RestoreLogic:
             wait=wait,
             batch_size=parameters.batch_size,
             self_ensemble=parameters.self_ensemble,
+            amp=parameters.amp,
             **callbacks,
         )
 
@@ -258,6 +281,7 @@ class RestoreLogic:
         batch_size: Optional[int] = None,
         modality: Optional[str] = None,
         self_ensemble: bool = False,
+        amp: str = "none",
     ) -> List[str]:
         """The background process's command line (``modality``: the DICOM modality, when recorded)."""
         command = [
@@ -280,6 +304,8 @@ class RestoreLogic:
             command += ["--batch-size", str(batch_size)]
         if self_ensemble:
             command.append("--self-ensemble")
+        if amp != "none":
+            command += ["--amp", amp]
         return command
 
     def start_polling(self, job: RestoreJob) -> None:
