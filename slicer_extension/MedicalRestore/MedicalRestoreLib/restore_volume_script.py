@@ -238,7 +238,7 @@ def restore(args: argparse.Namespace) -> int:
     """
     emit(STATUS, "importing monai_tat and torch")
     library = import_shipped_library(library_root())
-    emit(STATUS, f"monai_tat {library.__version__} from {Path(library.__file__).parent}")
+    emit(STATUS, f"using monai_tat {library.__version__} from {Path(library.__file__).parent}")
     from monai_tat.errors import UserInputError
     from monai_tat.inference import restore_file
 
