@@ -6,8 +6,9 @@ background process, and reads the result back into a new volume once it is compl
 adds the Qt GUI, a Qt timer that follows the background process, and the self-test.
 
 The panel's state lives in the module's parameter node (``MedicalRestoreLib.parameters``), which
-is saved with the scene; the widget only mirrors it. ``monai_tat`` is never imported here: it may
-not be installed yet, and the background process is where it runs.
+is saved with the scene; the widget only mirrors it. ``monai_tat`` ships inside the extension,
+next to this file, but is never imported here: it needs torch, which may not be installed yet, and
+the background process is where it runs (and where its version is checked).
 """
 
 from __future__ import annotations

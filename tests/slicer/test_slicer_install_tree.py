@@ -198,3 +198,30 @@ def test_without_a_stray_copy_the_tree_library_is_the_one_imported(install_tree,
                           env=outside_env(harness), timeout=300)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).resolve() == (install_tree / "monai_tat" / "__init__.py").resolve()
+
+
+def test_a_wheel_of_monai_tat_holds_exactly_the_library_files_the_extension_ships(tmp_path):
+    """setup.py (pip) and the extension's manifest (CMake) ship the same library; pip leaves the
+    root CMakeLists.txt and the extension out. Built from a copy so the checkout stays clean."""
+    import zipfile
+
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.py", "README.md", "LICENSE", "CMakeLists.txt"):
+        shutil.copy2(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT / "monai_tat", source / "monai_tat", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_ROOT / "slicer_extension", source / "slicer_extension",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"),
+         str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheel").glob("monai_tat-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    packaged = sorted(name for name in names if name.startswith("monai_tat/"))
+    listed = _layout_module().read_manifest()
+    assert packaged == sorted(listed["library-script"] + listed["library-resource"])
+    assert not any("slicer_extension" in name or name.endswith("CMakeLists.txt") for name in names)
+    assert f"monai_tat-{SHIPPED_VERSION}.dist-info/METADATA" in names
