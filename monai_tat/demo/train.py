@@ -31,6 +31,7 @@ held-out metrics) and, unless ``--no-bundles`` or ``--quick``, the bundle's ``mo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import tempfile
 import time
@@ -318,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.average is not None and (not args.export_only or len(args.average) < 2):
         p.error("--average takes two or more weights files and needs --export-only")
+    if not args.export_only and importlib.util.find_spec("tensorboard") is None:
+        # train.json logs to TensorBoard, a training-only extra of monai-tat
+        p.error('training logs to TensorBoard, which is not installed: install the training extra '
+                '(pip install -e ".[train]" in a checkout, or pip install "monai-tat[train]")')
     samples = _task_samples(p, args.task_samples) if args.task_samples else args.samples_per_task
     batch = sum(samples.values()) if isinstance(samples, dict) else 3 * samples
 

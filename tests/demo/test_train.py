@@ -104,3 +104,18 @@ def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["--model", "tat", "--out", str(tmp_path / "o2"), "--quick", *wrong])
         assert "--average" in capsys.readouterr().err
+
+
+def test_training_without_the_train_extra_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "tat", "--out", str(tmp_path / "out"), "--quick"])
+    assert exit_info.value.code == 2
+    assert 'TensorBoard, which is not installed: install the training extra (pip install -e ".[train]"' in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()
