@@ -53,7 +53,8 @@ def description() -> dict:
 
 
 def cmake_value(text: str, variable: str) -> str:
-    match = re.search(rf'set\s*\({variable}\s*"([^"]+)"\s*\)', text, re.I)
+    # As strict as the index's patterns: a quoted, non-empty value and the closing parenthesis.
+    match = re.search(rf'set\s*\({variable}\s*"([^"]+)"[ ]*\)', text, re.I)
     assert match, f"{variable} is not set in CMakeLists.txt"
     return match.group(1).strip()
 
@@ -111,6 +112,7 @@ def test_top_level_cmake_names_the_extension_and_points_at_real_images():
         path = REPO_ROOT / url[len(RAW_PREFIX):]
         with Image.open(path) as image:
             assert image.format == "PNG", url
+        assert path.stat().st_size < 150_000, url  # small files in the repository
     homepage = cmake_value(text, "EXTENSION_HOMEPAGE")
     prefix = "https://github.com/monai-tat/monai-tat/blob/main/"
     assert homepage.startswith(prefix) and (REPO_ROOT / homepage[len(prefix):]).is_file()
