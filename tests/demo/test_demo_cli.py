@@ -11,7 +11,7 @@ from monai_tat.metrics import psnr
 
 
 # TAT (the default model) at a reduced size; AMIR, whose demo weights are weaker on low-noise CT
-# (see monai_tat/demo/MODEL_CARD.md), at the demo's default size.
+# (see recipes/demo_weights/MODEL_CARD.md), at the demo's default size.
 @pytest.mark.slow
 @pytest.mark.parametrize("model, size", [("tat", 128), ("amir", 192)])
 def test_demo_restores_every_task(tmp_path, capsys, model, size):
