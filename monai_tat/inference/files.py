@@ -21,7 +21,7 @@ from monai_tat.inference.engine import CancelSignal, ProgressCallback, restore_v
 from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode
 from monai_tat.inference.models import load_model, model_path
 from monai_tat.inference.tasks import resolve_task
-from monai_tat.inference.units import task_given_conversion
+from monai_tat.inference.units import input_units, task_given_conversion
 from monai_tat.io import check_output_path, image_suffix, read_volume, write_volume
 from monai_tat.io.volume import OUTPUT_SUFFIXES
 
@@ -110,6 +110,8 @@ def restore_file(
     image = read_volume(input_path, suv_overrides=dict(suv_overrides or {}))
     suv_factor = _file_suv_factor(image, suv_factor, suv_overrides)
     resolved_task = resolve_task(task_given_conversion(task, suv_factor, rescale_intercept), image)
+    # units checked before the model is loaded (restore_volume checks again, for its other callers)
+    input_units(resolved_task, image.as_tensor(), suv_factor=suv_factor, rescale_intercept=rescale_intercept)
     if on_task is not None:
         on_task(resolved_task)
     dev = resolve_device(device)
