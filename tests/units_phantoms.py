@@ -46,3 +46,41 @@ def pet_suv(shape: tuple[int, int, int] = (24, 24, 3), seed: int = 0) -> np.ndar
 def pet_bqml(shape: tuple[int, int, int] = (24, 24, 3), seed: int = 0) -> np.ndarray:
     """:func:`pet_suv` as activity concentration in Bq/mL."""
     return (pet_suv(shape, seed) / PET_SUV_FACTOR).astype(np.float32)
+
+
+def write_dicom_ct(folder, hu_kji: np.ndarray, spacing: tuple[float, float, float] = (0.8, 0.8, 2.0)) -> list:
+    """Write ``hu_kji`` (slices, rows, columns; HU) as an axial CT series of unsigned stored values
+    with rescale intercept -1024, one file per slice; return the files."""
+    from pathlib import Path
+
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ct_storage = "1.2.840.10008.5.1.4.1.1.2"
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    series, study, frame = generate_uid(), generate_uid(), generate_uid()
+    files = []
+    for k, plane in enumerate(hu_kji):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ct_storage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = ct_storage, meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.FrameOfReferenceUID = series, study, frame
+        ds.Modality, ds.PatientName, ds.PatientID = "CT", "Phantom^CT", "0"
+        ds.Rows, ds.Columns = plane.shape
+        ds.PixelSpacing, ds.SliceThickness = [spacing[1], spacing[0]], spacing[2]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0.0, 0.0, spacing[2] * k]
+        ds.InstanceNumber = k + 1
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = 1.0, CT_RESCALE_INTERCEPT
+        ds.PixelData = np.clip(np.round(plane - CT_RESCALE_INTERCEPT), 0, 65535).astype(np.uint16).tobytes()
+        path = folder / f"ct{k:03d}.dcm"
+        pydicom.dcmwrite(path, ds, enforce_file_format=True)
+        files.append(path)
+    return files
