@@ -130,7 +130,7 @@ def input_units(task: str, values: torch.Tensor, *, suv_factor: float | None = N
             kind = "a positive number" if name == "suv_factor" else "a finite number"
             raise UserInputError(f"{_words(name)} must be {kind}, got {value!r}", setting=name)
         if not any(foreign.conversion == name for foreign in spec.foreign_units):
-            raise UserInputError(f"a {_words(name)} converts {_task_of(name)} images; this image is restored as "
+            raise UserInputError(f"{_a(name)} converts {_task_of(name)} images; this image is restored as "
                                  f"{spec.name}, whose units are {spec.units}: leave it out", setting=name)
     found = foreign_units_of(spec, values)
     if not given:
@@ -143,7 +143,7 @@ def input_units(task: str, values: torch.Tensor, *, suv_factor: float | None = N
     foreign = next(f for f in spec.foreign_units if f.conversion == name)
     if found is None or found[0] is not foreign:
         raise UserInputError(
-            f"a {_words(name)} was given, but the image does not look like {foreign.name} ({_percentiles(values)}); "
+            f"{_a(name)} was given, but the image does not look like {foreign.name} ({_percentiles(values)}); "
             f"it seems to be in {spec.units} already ({spec.units_expected}): leave the {_words(name)} out",
             setting=name,
         )
@@ -206,6 +206,11 @@ def _percentiles(values: torch.Tensor, sample: np.ndarray | None = None) -> str:
 
 def _words(setting: str) -> str:
     return setting.replace("_", " ").replace("suv", "SUV")
+
+
+def _a(setting: str) -> str:
+    words = _words(setting)
+    return f"{'an' if words[0] in 'aeiouS' else 'a'} {words}"  # "an SUV factor", "a rescale intercept"
 
 
 def _task_of(setting: str) -> str:

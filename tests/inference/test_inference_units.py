@@ -68,8 +68,8 @@ def test_ct_in_stored_values_with_its_intercept_is_restored_in_hu_and_given_back
 @pytest.mark.parametrize(
     ("make", "task", "options", "words"),
     [
-        (pet_suv, "pet", {"suv_factor": PET_SUV_FACTOR}, ("SUV factor was given", "Bq/mL", "leave the SUV factor out")),
-        (ct_hu, "ct", {"rescale_intercept": -1024.0}, ("rescale intercept was given", "in HU already")),
+        (pet_suv, "pet", {"suv_factor": PET_SUV_FACTOR}, ("an SUV factor was given", "Bq/mL", "leave the SUV factor out")),
+        (ct_hu, "ct", {"rescale_intercept": -1024.0}, ("a rescale intercept was given", "in HU already")),
         (ct_hu, "ct", {"suv_factor": 1e-4}, ("converts PET images", "leave it out")),
         (pet_bqml, "pet", {"suv_factor": -2.0}, ("positive",)),
         (pet_bqml, "pet", {"suv_factor": float("nan")}, ("positive",)),
