@@ -67,7 +67,12 @@ class MedicalRestore(ScriptedLoadableModule):
             "(4x super-resolution) volume with the all-in-one TAT or AMIR networks of monai-tat. "
             "The network runs in a background process, on the GPU when there is one; Slicer stays "
             "responsive and the run can be cancelled. The restored volume appears as a new volume "
-            "with the input's geometry; the input is never changed."
+            "with the input's geometry; the input is never changed. "
+            "Units: a CT must be in Hounsfield units (as Slicer loads CT DICOM). A PET loaded with the DICOM "
+            "module is in Bq/mL: its SUV factor is read from the DICOM files behind it, the network works in "
+            "SUV, and the restored volume is given back in Bq/mL, like the input. A PET in Bq/mL that did not "
+            "come from the DICOM database (a NIfTI or NRRD file) is refused: load it from DICOM, or convert it "
+            "to SUV first. A CT in stored values (air near 0 instead of -1000) is refused."
         )
         self.parent.acknowledgementText = (
             "TAT: Task-aware Adaptive Transformer (MICCAI 2025). AMIR: All-in-one Medical Image "

@@ -63,17 +63,18 @@ def test_restore_into_new_node_keeps_geometry_and_input(
 
 
 @pytest.mark.slow
-def test_non_blocking_restore_of_the_parameter_node_with_the_recorded_modality(scene, ct_node, logic, tiny_checkpoint):
+def test_non_blocking_restore_of_the_parameter_node_with_the_recorded_modality(scene, logic, tiny_checkpoint):
     from monai_tat.tasks import get_task
 
     colours = slicer.vtkMRMLColorLogic()
     colours.SetMRMLScene(scene)  # Slicer's colour tables, as in the application (while the logic lives)
-    # CT-like values, but the DICOM modality Slicer recorded says PET: the modality decides the task.
-    ct_node.SetAttribute("DICOM.Modality", "PT")
+    # Values that fit CT as well as PET (0 to 8 SUV): the DICOM modality Slicer recorded decides the task.
+    pet_node = testing.add_volume(scene, "SyntheticPET", testing.synthetic_pet_array((4, 32, 32)))
+    pet_node.SetAttribute("DICOM.Modality", "PT")
     target = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "my output")
     progress, finished = [], []
     parameters = logic.parameters(scene)  # what the module panel shows
-    parameters.input_volume = ct_node
+    parameters.input_volume = pet_node
     parameters.output_volume = target
     parameters.task = "Auto"
     parameters.model = "file"
@@ -96,7 +97,7 @@ def test_non_blocking_restore_of_the_parameter_node_with_the_recorded_modality(s
     assert [total for _, total in progress] == [4] * len(progress)
     assert all(a[0] <= b[0] for a, b in zip(progress, progress[1:]))
     assert job.task == "pet" and job.display_window == get_task("pet").display_window
-    assert np.array_equal(volumes.ijk_to_ras(target), volumes.ijk_to_ras(ct_node))
+    assert np.array_equal(volumes.ijk_to_ras(target), volumes.ijk_to_ras(pet_node))
     assert len(volume_nodes(scene)) == 2
     # PET display: the registry's SUV window and Slicer's inverted grey.
     display = target.GetDisplayNode()

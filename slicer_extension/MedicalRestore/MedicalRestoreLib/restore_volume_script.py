@@ -4,7 +4,15 @@ The Slicer module starts this file with PythonSlicer (plain ``python`` works too
 network runs outside Slicer's main thread and Slicer stays responsive::
 
     python restore_volume_script.py --input in.nrrd --output out.nrrd \
-        --task auto --modality CT --model tat --device auto [--batch-size 8] [--self-ensemble] [--amp fp16]
+        --task auto --modality CT --model tat --device auto [--batch-size 8] [--self-ensemble] [--amp fp16] \
+        [--dicom-files files.txt] [--suv-factor F]
+
+Units: Slicer loads a DICOM PET in Bq/mL (activity concentration). When the volume is a PET and
+the DICOM files behind it are named (``--dicom-files``), its SUV factor is computed from their
+headers (``monai_tat.io.suv_factor_from_dicom``); ``--suv-factor`` gives it directly. The volume
+is restored in SUV and written back in Bq/mL, the input's units (the WINDOW line is in those
+units too). A PET in Bq/mL without either, or a CT not in HU, is refused by ``monai_tat``'s units
+check with a message that says what to do.
 
 All work happens in ``monai_tat``: the task comes from its task registry (``monai_tat.tasks``:
 the DICOM modality Slicer recorded, else the intensities), and
@@ -124,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mixed precision on CUDA (half precision); none: float32")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average the network over the 8 flips / transpositions of each slice")
+    parser.add_argument("--dicom-files", default=None,
+                        help="text file naming the DICOM files the volume was loaded from, one per line (PET: SUV factor)")
+    parser.add_argument("--suv-factor", type=float, default=None, help="PET in Bq/mL: SUV = value x factor")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
@@ -220,13 +231,51 @@ def choose_task(task: Optional[str], modality: Optional[str]) -> str:
     return chosen
 
 
-def emit_task(task: str) -> None:
-    """TASK and WINDOW lines for the resolved ``task``, its display window read from the registry."""
+def emit_task(task: str, suv_factor: Optional[float] = None) -> None:
+    """TASK and WINDOW lines for the resolved ``task``, its display window read from the registry.
+
+    With ``suv_factor`` (a PET given back in Bq/mL) the SUV window is sent in Bq/mL.
+    """
     from monai_tat.tasks import get_task
 
     window = get_task(task).display_window
+    if window is not None and suv_factor is not None and task == "pet":
+        window = tuple(value / suv_factor for value in window)
     emit(TASK, task)
     emit(WINDOW, *(window if window is not None else (AUTO,)))
+
+
+def source_suv_factor(
+    task: str, input_path: str, dicom_files: Optional[str], suv_factor: Optional[float]
+) -> Optional[float]:
+    """The SUV factor of a PET volume: given, or computed from the DICOM files named in ``dicom_files``.
+
+    None for other tasks, for a PET with neither (the units check then decides), and for a PET
+    from DICOM whose voxels are already in SUV (a loader that converted them).
+    """
+    if task != "pet" or suv_factor is not None or not dicom_files:
+        return suv_factor
+    from monai_tat.inference.units import foreign_units_of
+    from monai_tat.io import read_volume, suv_factor_from_dicom
+    from monai_tat.tasks import get_task
+
+    with open(dicom_files, encoding="utf-8") as listing:
+        files = [line.strip() for line in listing if line.strip()]
+    if not files:
+        return None
+    if foreign_units_of(get_task(task), read_volume(input_path).as_tensor()) is None:
+        emit(STATUS, "PET from DICOM with values already in SUV: restored as they are")
+        return None
+    factor = float(suv_factor_from_dicom(files))
+    emit(STATUS, f"PET in Bq/mL: SUV factor {factor:.6g} from {len(files)} DICOM files; the result is given back in Bq/mL")
+    return factor
+
+
+#: Said in Slicer's words when a PET is refused for its units (the library names command-line-free fixes).
+SLICER_PET_UNITS_FIX = (
+    "In Slicer: load the PET with the DICOM module (its SUV factor is then read from the DICOM files), or "
+    "convert the volume to SUV before restoring it."
+)
 
 
 def restore(args: argparse.Namespace) -> int:
@@ -244,10 +293,12 @@ def restore(args: argparse.Namespace) -> int:
 
     try:
         task = choose_task(args.task, args.modality)
+        suv_factor = source_suv_factor(task, args.input, args.dicom_files, args.suv_factor)
         restore_file(
             args.input, args.output, args.model, task=task, device=args.device, batch_size=args.batch_size,
-            self_ensemble=args.self_ensemble, amp=args.amp,
-            overwrite=args.overwrite, status=lambda text: emit(STATUS, text), on_task=emit_task,
+            self_ensemble=args.self_ensemble, amp=args.amp, suv_factor=suv_factor,
+            overwrite=args.overwrite, status=lambda text: emit(STATUS, text),
+            on_task=lambda name: emit_task(name, suv_factor),
             progress=lambda done, total: emit(PROGRESS, int(done), int(total)),
         )
     except (UserInputError, OSError) as error:
@@ -255,7 +306,7 @@ def restore(args: argparse.Namespace) -> int:
         setting = getattr(error, "setting", None)
         if setting:
             emit(SETTING, setting)
-        emit(ERROR, error)
+        emit(ERROR, f"{error} {SLICER_PET_UNITS_FIX}" if setting == "suv_factor" else error)
         return EXIT_USER_ERROR
     emit(DONE, args.output)
     return EXIT_OK
