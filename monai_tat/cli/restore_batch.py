@@ -63,6 +63,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if image_suffix(args.output) in OUTPUT_SUFFIXES:
         raise UserInputError(f"{args.input} holds several inputs (a folder of volumes or series, or a list), so the "
                              f"output must be a folder, not the file name {args.output}")
+    _refuse_single_scan_options(args)
     source = Path(args.input)
     if source.is_dir() and Path(args.output).resolve().is_relative_to(source.resolve()):
         raise UserInputError(f"output folder {args.output} is inside the input folder {args.input}, where it would "
@@ -71,7 +72,6 @@ def run_batch(args: argparse.Namespace) -> int:
     cases = select_part(collect_cases(args.input, datalist_key=args.datalist_key), args.num_parts, args.part_id)
     out_dir = Path(args.output)
     manifest = Path(args.manifest) if args.manifest else out_dir / manifest_name(args.num_parts, args.part_id)
-    overrides = {"weight_kg": args.patient_weight, "injected_dose_bq": args.injected_dose}
     total = len(cases)
     bar = tqdm(total=total, desc="restoring", unit="case", disable=args.quiet or total == 0, file=sys.stderr)
 
@@ -91,7 +91,6 @@ def run_batch(args: argparse.Namespace) -> int:
             skip_existing=args.skip_existing, overwrite=args.overwrite, device=args.device, on_case=before,
             on_row=after, batch_size=args.batch_size, axis=args.axis, amp=args.amp,
             self_ensemble=args.self_ensemble, kspace_consistency=args.kspace_consistency,
-            suv_overrides={k: v for k, v in overrides.items() if v is not None},
         )
     except KeyboardInterrupt:
         bar.leave = False
@@ -114,3 +113,19 @@ def run_batch(args: argparse.Namespace) -> int:
             print(f"  {row['input']}: {row['error']}", file=sys.stderr)
         return EXIT_CASES_FAILED
     return 0
+
+
+#: Options that describe one scan (its SUV factor, patient, rescale): never applied to a whole batch.
+_SINGLE_SCAN_OPTIONS = {"suv_factor": "--suv-factor", "patient_weight": "--patient-weight",
+                        "injected_dose": "--injected-dose", "injection_time": "--injection-time",
+                        "scan_time": "--scan-time", "half_life": "--half-life",
+                        "rescale_intercept": "--rescale-intercept"}
+
+
+def _refuse_single_scan_options(args: argparse.Namespace) -> None:
+    given = [flag for name, flag in _SINGLE_SCAN_OPTIONS.items() if getattr(args, name, None) is not None]
+    if given:
+        raise UserInputError(
+            f"{', '.join(given)} describe one scan and would be wrong for the other inputs; give DICOM series (their "
+            "headers carry these values) or images already in SUV / HU, or restore such an image by itself"
+        )

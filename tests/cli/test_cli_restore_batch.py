@@ -161,6 +161,9 @@ def test_output_file_name_for_several_inputs_is_refused(tmp_path, cases_folder, 
     rc = main(["restore", str(cases_folder), str(cases_folder / "restored"), "--model", str(tat_checkpoint)])
     assert rc == 2 and "inside the input folder" in capsys.readouterr().err
     assert not (cases_folder / "restored").exists()
+    rc = main(["restore", str(cases_folder), str(tmp_path / "out"), "--model", str(tat_checkpoint),
+               "--patient-weight", "70"])
+    assert rc == 2 and "--patient-weight describe one scan" in capsys.readouterr().err
 
 
 def test_ctrl_c_keeps_finished_cases_and_resumes(tmp_path, cases_folder, tat_checkpoint, monkeypatch, capsys):
