@@ -134,3 +134,16 @@ def test_progress_covers_all_views_once() -> None:
     assert totals == {8 * 3}
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] == 24 and done.count(24) == 1
+
+
+def test_calibration_command_prints_a_row_per_demo_task(tmp_path, capsys) -> None:
+    import json
+
+    from monai_tat.benchmarks.__main__ import main
+
+    out = tmp_path / "rows.json"
+    assert main(["confidence", "--size", "48", "--slices", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["task"] for r in rows] == ["ct", "pet", "mri"]
+    assert all(-1.0 <= r["rank_correlation"] <= 1.0 for r in rows)
+    assert "rank corr" in capsys.readouterr().out
