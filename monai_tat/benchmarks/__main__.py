@@ -6,6 +6,8 @@
 - ``networks``: seconds per slice of the networks alone (:mod:`monai_tat.benchmarks.networks_speed`).
 - ``drift``: PSNR of each fast mode (autocast, TorchScript, torch.compile) against float32 on the
   demo samples with the shipped weights (:mod:`monai_tat.benchmarks.quality_drift`).
+- ``confidence``: how well the confidence map ranks patches by their error, on the demo samples or
+  a datalist of pairs (:mod:`monai_tat.benchmarks.confidence`).
 
 ``python -m monai_tat.benchmarks SUBCOMMAND --help`` lists each one's options.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("engine", "models", "networks", "drift")
+SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_tat.benchmarks.quality_drift import main as drift_main
 
         return drift_main(rest)
+    if command == "confidence":
+        from monai_tat.benchmarks.confidence import main as confidence_main
+
+        return confidence_main(rest)
     from monai_tat.benchmarks import networks_speed
 
     networks_speed.main(rest)
