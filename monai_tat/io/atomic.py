@@ -40,6 +40,8 @@ __all__ = [
     "remove_stale_partials",
     "IncompleteFileError",
     "DISK_FULL_BYTES",
+    "quick_image_check",
+    "check_output_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,6 +119,27 @@ def check_output_path(
         raise UserInputError(f"output folder {parent} is not writable; choose another output path")
     _probe_writable(parent, out)
     return out
+
+
+def check_output_folder(folder: str | Path, *, create: bool = True) -> Path:
+    """Make sure files can be written into ``folder`` (created when missing and ``create``), before any work.
+
+    Raises:
+        UserInputError: the path is a file, cannot be created, or refuses a new file (permissions,
+            read-only or pseudo file system, full disk).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserInputError(f"output folder {folder} is a file; choose a folder")
+    if not folder.exists():
+        if not create:
+            raise UserInputError(f"output folder {folder} does not exist; create it first")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserInputError(f"cannot create the output folder {folder} ({err.strerror}); choose another") from err
+    _probe_writable(folder, folder / "output")
+    return folder
 
 
 def _probe_writable(parent: Path, out: Path) -> None:
@@ -423,23 +446,59 @@ def _gunzip_size(path: Path) -> int:
 
 
 def _nifti_problem(path: Path) -> str | None:
-    import nibabel as nib
-    import numpy as np
-
     compressed = path.name.lower().endswith(".gz")
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as f:
-        head = f.read(540)
-    if len(head) < 348:
-        return f"{len(head)} header bytes, a NIfTI header has 348"
-    header_class = nib.Nifti2Header if struct.unpack("<i", head[:4])[0] in (540, 540 << 24) else nib.Nifti1Header
-    header = header_class.from_fileobj(BytesIO(head))
-    shape = header.get_data_shape()
-    need = int(header.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * header.get_data_dtype().itemsize
+    need = _nifti_need(path)
+    if need is None:
+        return "shorter than a NIfTI header (348 bytes)"
     have = _gunzip_size(path) if compressed else path.stat().st_size
     if have < need:
         return f"{have} of {need} bytes"
     return None
+
+
+def quick_image_check(path: str | Path) -> str | None:
+    """What is visibly wrong with an image file, without reading its voxels; None when nothing is.
+
+    Empty files; NIfTI whose header claims more data than the file (``.nii``) or than the gzip
+    trailer records (``.nii.gz``; decompressed to the end only when the trailer disagrees, as with
+    a truncated file or a multi-member gzip). Other types: only the size.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return None
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file"
+    suffix = _suffix(path)
+    if suffix not in (".nii", ".nii.gz"):
+        return None
+    try:
+        if suffix == ".nii.gz":
+            with open(path, "rb") as f:
+                f.seek(-4, os.SEEK_END)
+                recorded = struct.unpack("<I", f.read(4))[0]
+            header_need = _nifti_need(path)
+            if header_need is not None and recorded == header_need % (1 << 32):
+                return None
+        return _nifti_problem(path)
+    except Exception as err:  # nibabel / gzip raise several types for broken files
+        return f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+
+
+def _nifti_need(path: Path) -> int | None:
+    """Bytes of a NIfTI file's (uncompressed) header plus data, from its header."""
+    import nibabel as nib
+    import numpy as np
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        head = f.read(540)
+    if len(head) < 348:
+        return None
+    header_class = nib.Nifti2Header if struct.unpack("<i", head[:4])[0] in (540, 540 << 24) else nib.Nifti1Header
+    header = header_class.from_fileobj(BytesIO(head))
+    return int(header.get_data_offset()) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * \
+        header.get_data_dtype().itemsize
 
 
 def _gzip_problem(path: Path) -> str | None:
