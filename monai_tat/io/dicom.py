@@ -7,7 +7,10 @@ per slice and an integer output type would silently truncate them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,24 +89,38 @@ def _series_of_file(path: Path) -> list[str]:
     if not uid:
         return [str(path)]
     members, ignored = [(path, named)], 0
-    for entry in sorted(path.parent.iterdir()):
-        if entry == path or not entry.is_file():
-            continue
-        if not is_dicom_file(entry):
-            ignored += 1
-            continue
-        try:
-            header = pydicom.dcmread(str(entry), stop_before_pixels=True, specific_tags=_SERIES_TAGS)
-        except Exception:  # a broken file beside the series is not the user's input
-            ignored += 1
-            continue
-        if str(header.get("SeriesInstanceUID", "") or "") == uid:
-            members.append((entry, header))
-        else:
-            ignored += 1
+    with _quiet_pydicom():  # complaints about other files in the folder concern files the user did not name
+        for entry in sorted(path.parent.iterdir()):
+            if entry == path or not entry.is_file():
+                continue
+            if not is_dicom_file(entry):
+                ignored += 1
+                continue
+            try:
+                header = pydicom.dcmread(str(entry), stop_before_pixels=True, specific_tags=_SERIES_TAGS)
+            except Exception:  # a broken file beside the series is not the user's input
+                ignored += 1
+                continue
+            if str(header.get("SeriesInstanceUID", "") or "") == uid:
+                members.append((entry, header))
+            else:
+                ignored += 1
     logger.info("%s: %d file(s) of its series read; %d other file(s) in %s ignored", path, len(members), ignored,
                 path.parent)
     return [str(p) for p, _ in sorted(members, key=_slice_order_key(members))]
+
+
+@contextlib.contextmanager
+def _quiet_pydicom() -> Iterator[None]:
+    pydicom_logger = logging.getLogger("pydicom")
+    level = pydicom_logger.level
+    pydicom_logger.setLevel(logging.ERROR + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        pydicom_logger.setLevel(level)
 
 
 def _slice_order_key(members: list[tuple[Path, Any]]) -> Any:
