@@ -548,8 +548,11 @@ def _dicom_problem(path: Path) -> str | None:
 
 
 def _zip_problem(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        starts_as_zip = f.read(4) == b"PK\x03\x04"
     if not zipfile.is_zipfile(path):
-        return None  # legacy (non-zip) torch.save format: no structure to check
+        # a zip's index is at its end: a cut-short archive starts like one but has none
+        return "the zip archive has no index (cut short)" if starts_as_zip else None
     with zipfile.ZipFile(path) as archive:
         bad = archive.testzip()
     return f"member {bad} is damaged" if bad else None
