@@ -1,14 +1,22 @@
 """Packaging for monai-tat: all-in-one medical image restoration (TAT, AMIR) for MONAI."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+# The version lives in monai_tat/__init__.py only; the Slicer extension reads it there too.
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "monai_tat" / "__init__.py").read_text(), re.M).group(1)
+
+# What only training needs (the bundles' train.json logs to TensorBoard): `pip install "monai-tat[train]"`.
+# `python -m monai.bundle` inference needs fire and pytorch-ignite, so those stay in install_requires.
+TRAIN_REQUIRES = ["tensorboard>=2.12"]
+
 setup(
     name="monai-tat",
-    version="0.1.0",
+    version=VERSION,
     description="All-in-one medical image restoration (TAT, AMIR, Restormer) as MONAI networks, "
     "transforms, bundles, a CLI and a 3D Slicer extension",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
@@ -32,10 +40,11 @@ setup(
         "pillow>=9.0",
         "fire>=0.5",
         "pytorch-ignite>=0.4.11",
-        "tensorboard>=2.12",
     ],
     extras_require={
-        "test": [
+        "train": TRAIN_REQUIRES,
+        # The tests run bundle training, so they need the training extras as well.
+        "test": TRAIN_REQUIRES + [
             "pytest>=7.0",
             "hypothesis>=6.0",
             "onnx>=1.15",

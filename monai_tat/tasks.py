@@ -25,7 +25,41 @@ from typing import Any, Optional
 
 from monai_tat.errors import UserInputError
 
-__all__ = ["TaskSpec", "TASK_SPECS", "TASKS", "get_task", "check_task", "task_for_modality", "task_for_units"]
+__all__ = ["TaskSpec", "ValueBand", "ForeignUnits", "TASK_SPECS", "TASKS", "get_task", "check_task", "task_for_modality", "task_for_units"]
+
+
+@dataclass(frozen=True)
+class ValueBand:
+    """A share of an image's voxels in the value band ``[low, high]`` (either end open when None).
+
+    The band holds when that share is at least ``min_fraction`` (or at most ``max_fraction``).
+    """
+
+    low: Optional[float]
+    high: Optional[float]
+    min_fraction: Optional[float] = None
+    max_fraction: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class ForeignUnits:
+    """How an image in other units than its task's shows itself, and how it is converted.
+
+    Attributes:
+        name: the other units, as a user knows them (``"Bq/mL"``, ``"stored values"``).
+        signature: value bands that all hold for such an image and (practically) never for an
+            image in the task's units.
+        found: what the signature means, for the error message (``"air near 0 instead of -1000"``).
+        conversion: the setting that converts such an image to the task's units (``"suv_factor"``:
+            task units = value x factor; ``"rescale_intercept"``: task units = value + intercept).
+        fix: what to do, in plain words (no command-line flags).
+    """
+
+    name: str
+    signature: tuple[ValueBand, ...]
+    found: str
+    conversion: str
+    fix: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +70,9 @@ class TaskSpec:
         name: short key used everywhere (``"ct"``); datalists carry it in their ``task`` field.
         title: human-readable name of the restoration.
         units: physical units of the images (``"HU"``, ``"SUV"``, ``"a.u."``).
+        units_expected: what images in ``units`` look like, in words (for messages and docs).
+        foreign_units: how input in other units is recognised (checked before every restoration)
+            and converted; empty when any scale is fine (MRI).
         modality_codes: DICOM Modality (0008,0060) values that mean this task; the first is the one
             the package writes.
         model_range: physical values mapped linearly to the networks' [0, 1] input range, or None
@@ -67,6 +104,8 @@ class TaskSpec:
     model_percentiles: tuple[float, float] = (0.5, 99.5)
     central_slices: Optional[int] = None
     air_threshold: Optional[float] = None
+    units_expected: str = "any scale"
+    foreign_units: tuple[ForeignUnits, ...] = ()
 
     @property
     def fixed_range(self) -> bool:
@@ -90,6 +129,19 @@ _SPECS = (
         display_window=(-160.0, 240.0),
         simulator="LowDoseCT",
         simulator_defaults=MappingProxyType({"dose_fraction": 0.25}),
+        units_expected="HU: air near -1000, fat near -100, water 0",
+        foreign_units=(
+            ForeignUnits(
+                name="stored values",
+                # No air, lung or fat (which every body CT in HU has between -1500 and -200; padding
+                # below -1500 aside) and soft tissue / water near +1000: stored = HU + 1024.
+                signature=(ValueBand(-1500.0, -200.0, max_fraction=0.001), ValueBand(800.0, 1300.0, min_fraction=0.05)),
+                found="no air or fat below -200 and soft tissue near +1000, as in stored values (air near 0)",
+                conversion="rescale_intercept",
+                fix="give the rescale intercept (0028,1052) of the series (usually -1024) to convert it to HU, "
+                "or read the CT from its DICOM series",
+            ),
+        ),
     ),
     TaskSpec(
         name="pet",
@@ -102,6 +154,20 @@ _SPECS = (
         simulator="LowCountPET",
         simulator_defaults=MappingProxyType({"dose_reduction_factor": 12.0}),
         air_threshold=0.1,
+        units_expected="SUV: body values mostly under 30",
+        foreign_units=(
+            ForeignUnits(
+                name="Bq/mL",
+                # Over 1 % of the voxels above 50: in SUV only a bladder or a hot tumour reaches 50,
+                # in activity concentration a normal body background (~5000 Bq/mL) lies far above.
+                signature=(ValueBand(50.0, None, min_fraction=0.01),),
+                found="activity concentration (Bq/mL) rather than SUV",
+                conversion="suv_factor",
+                fix="give its SUV factor (or the patient weight and injected dose, with the injection and scan "
+                "times unless the image is decay-corrected to the injection), or read the PET from its DICOM "
+                "series, which is converted to SUV from its headers",
+            ),
+        ),
     ),
     TaskSpec(
         name="mri",

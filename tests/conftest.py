@@ -19,3 +19,4 @@ def _seeded() -> None:
 def pytest_configure(config: pytest.Config) -> None:
     # `python -m pytest -m "not slow"` is the quick loop; CI runs everything.
     config.addinivalue_line("markers", "slow: bundle runs, torchrun, full-size parity and other long tests")
+    config.addinivalue_line("markers", "recipe: runs a script of recipes/ end to end, as from a fresh clone")

@@ -11,7 +11,7 @@ largest |difference| from the fp32 eager output on the same input, and the speed
 reference implementation where one was measured. ``--json`` writes the rows.
 
 Eval mode, ``torch.inference_mode``. The reference figures were measured on the project's 2-core
-CPU with 2 threads (issue 2); compare with ``--threads 2`` on that machine. Weights are random
+CPU with 2 threads, in another run; compare with ``--threads 2`` on that machine. Weights are random
 (speed does not depend on them) unless ``--demo`` times the shipped demo weights.
 
 Usage::
@@ -45,7 +45,7 @@ from monai_tat.networks import AMIR, TAT
 
 __all__ = ["REFERENCE_SECONDS", "ModeResult", "time_network", "time_onnx", "measure_mode", "main"]
 
-#: Reference implementation, 2 threads on the project's CPU, float32, one slice, median of 3 (issue 2).
+#: Reference implementation, 2 threads on the project's CPU, float32, one slice, median of 3.
 REFERENCE_SECONDS = {
     ("TAT", 128): 1.50,
     ("TAT", 256): 10.7,

@@ -9,7 +9,7 @@ SUV, MR signal). ``--json`` writes the rows.
 
 Modes: ``fp32`` (eager, the baseline), ``bf16`` / ``fp16`` (the engine's autocast, CUDA only),
 ``script`` (``torch.jit.script``, what the bundles' export gives), and ``<precision>+compile``
-(``torch.compile``). Issue 13's GPU goal: bf16 + compile within 0.05 dB of fp32.
+(``torch.compile``). The GPU target: bf16 + compile within 0.05 dB of fp32.
 
 Usage::
 

@@ -130,7 +130,7 @@ def plain_restore(
 ) -> torch.Tensor:
     """The plain whole-volume path that the engine's fast paths must reproduce; float32 tensor.
 
-    This is the engine's algorithm before its rewrite (issue 13), kept as the reference for the
+    This is the straightforward whole-volume algorithm, kept as the reference for the
     benchmark's and the tests' comparisons: the whole volume goes through
     :func:`monai_tat.transforms.model_intensity_transform` (a MetaTensor), is clipped to [0, 1] for
     fixed-range tasks, cut into contiguous ``(N, H, W)`` slices, run through ``network`` in batches,

@@ -29,7 +29,7 @@ from monai_tat.tasks import TASKS
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "EXIT_USER_ERROR", "EXIT_CANCELLED", "EXIT_TERMINATED",
            "Terminated"]
 
-#: Subcommand modules in ``monai_tat.cli``, in help order; a module not (yet) present is skipped.
+#: Subcommand modules in ``monai_tat.cli``, in help order; each must import (a broken one is an error).
 SUBCOMMANDS = ("restore", "evaluate", "simulate", "demo")
 #: How a library error's ``setting`` is shown on the command line (default ``--<setting>``).
 OPTION_TEXT = {"model": "--model PATH", "task": f"--task {'|'.join(TASKS)}", "device": "--device cpu|cuda|auto",
@@ -65,14 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"monai-tat {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module_name = f"{__name__}.{name}"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name == module_name:
-                continue  # this subcommand is not part of this installation
-            raise
-        module.register(subparsers)
+        # No fallback: a subcommand that fails to import is a broken installation, reported as such.
+        importlib.import_module(f"{__name__}.{name}").register(subparsers)
     return parser
 
 

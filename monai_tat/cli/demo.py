@@ -3,7 +3,8 @@
 For each task: build a phantom volume (and, for CT, also take the real CT slice pydicom ships), degrade it with the package's simulator, restore it with
 :func:`monai_tat.inference.restore_volume`, print PSNR / SSIM before and after (papers'
 convention), and write ``<task>_low_quality.nii.gz``, ``<task>_restored.nii.gz``,
-``<task>_reference.nii.gz`` and ``<task>.png`` (low quality | restored | reference, windowed).
+``<task>_reference.nii.gz`` and ``<task>.png`` (low quality | restored | reference, windowed, each
+panel labelled).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from monai_tat.tasks import TASKS, get_task
 __all__ = ["register", "run", "output_files"]
 
 VOLUME_KINDS = ("low_quality", "restored", "reference")
+PANEL_LABELS = ("low quality", "restored", "reference")  # drawn above the PNG's panels, in this order
+LABEL_BAR_PX = 24  # height of the white bar that carries the labels
 REAL_CT_CASE = "ct_real"  # pydicom's CT_small.dcm, a real CT slice
 
 
@@ -75,8 +78,40 @@ def _to_display(slice2d: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return (img.T * 255.0 + 0.5).astype(np.uint8)
 
 
+def _label_font(height_px: int):
+    """Pillow's built-in font at about ``height_px`` (its bitmap font where FreeType is missing)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=height_px)
+    except (TypeError, ValueError, OSError, ImportError):  # Pillow without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def labelled_strip(panels: list[np.ndarray], labels: tuple[str, ...] = PANEL_LABELS, gap_px: int = 4) -> np.ndarray:
+    """``(H, W)`` uint8 panels side by side with ``gap_px`` white columns between them, under a white
+    bar of :data:`LABEL_BAR_PX` rows with each panel's label centred in black. Returns ``(H + bar, W')``."""
+    from PIL import Image, ImageDraw
+
+    height = panels[0].shape[0]
+    gap = np.full((height, gap_px), 255, dtype=np.uint8)
+    pieces = [piece for panel in panels for piece in (gap, panel)][1:]
+    strip = np.concatenate(pieces, axis=1)
+    canvas = Image.new("L", (strip.shape[1], height + LABEL_BAR_PX), color=255)
+    canvas.paste(Image.fromarray(strip), (0, LABEL_BAR_PX))
+    draw, font = ImageDraw.Draw(canvas), _label_font(LABEL_BAR_PX - 8)
+    left = 0
+    for panel, label in zip(panels, labels):
+        x0, y0, x1, y1 = draw.textbbox((0, 0), label, font=font)
+        x = left + (panel.shape[1] - (x1 - x0)) // 2 - x0
+        y = (LABEL_BAR_PX - (y1 - y0)) // 2 - y0
+        draw.text((x, y), label, fill=0, font=font)
+        left += panel.shape[1] + gap_px
+    return np.asarray(canvas)
+
+
 def write_png(path: Path, task: str, low: np.ndarray, restored: np.ndarray, reference: np.ndarray, overwrite: bool) -> None:
-    """Side-by-side PNG of the middle slice: low quality | restored | reference, same window."""
+    """Side-by-side PNG of the middle slice, same window, labelled: low quality | restored | reference."""
     from PIL import Image
 
     from monai_tat.io import atomic_write
@@ -86,8 +121,7 @@ def write_png(path: Path, task: str, low: np.ndarray, restored: np.ndarray, refe
     panels = [_to_display(v[..., k], window) for v in (low, restored, reference)]
     zoom = max(1, -(-256 // panels[0].shape[0]))  # small samples (PET) shown at least 256 pixels tall
     panels = [np.repeat(np.repeat(p, zoom, axis=0), zoom, axis=1) for p in panels]
-    gap = np.full((panels[0].shape[0], 4), 255, dtype=np.uint8)
-    strip = np.concatenate([panels[0], gap, panels[1], gap, panels[2]], axis=1)
+    strip = labelled_strip(panels)
     atomic_write(path, lambda tmp: Image.fromarray(strip).save(tmp, format="PNG"), overwrite=overwrite)
 
 
@@ -115,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {type(model).__name__} ({args.model}, {n_params / 1e6:.2f} M parameters); "
-          "demo weights trained on simulated phantoms, not for clinical use")
+          "demo weights trained on public real anatomy plus phantoms with simulated degradations, "
+          "not for clinical use")
     rows = []
     for case, task in cases:
         start = time.time()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -62,13 +63,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "it when the input is detected as a 4x k-space-truncated magnitude image")
     p.add_argument("--preview", metavar="PNG", default=None,
                    help="also write a PNG of the central slice: input | restored, in a window for the task")
-    p.add_argument("--patient-weight", type=float, default=None, metavar="KG",
-                   help="PET DICOM: patient weight in kg when the header lacks it (for SUV)")
-    p.add_argument("--injected-dose", type=float, default=None, metavar="BQ",
-                   help="PET DICOM: injected activity in Bq when the header lacks it (for SUV)")
+    _add_units_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _date_time(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date and time such as 2024-05-17T09:42:00, got {text!r}") from None
+
+
+def _add_units_arguments(p: argparse.ArgumentParser) -> None:
+    """Options that convert an input in other units (PET Bq/mL, CT stored values); see docs/units.md."""
+    units = p.add_argument_group(
+        "input units", "CT must be in HU and PET in SUV (a DICOM PET is converted from its headers); other "
+        "units are refused unless converted with these options; the output is written in the input's units")
+    units.add_argument("--suv-factor", type=float, default=None, metavar="F",
+                       help="PET file in Bq/mL: SUV = value x F")
+    units.add_argument("--patient-weight", type=float, default=None, metavar="KG",
+                       help="PET: patient weight in kg (a DICOM header lacking it, or a Bq/mL file's SUV factor)")
+    units.add_argument("--injected-dose", type=float, default=None, metavar="BQ",
+                       help="PET: injected activity in Bq (a DICOM header lacking it, or a Bq/mL file's SUV factor)")
+    units.add_argument("--injection-time", type=_date_time, default=None, metavar="DATETIME",
+                       help="PET: injection date and time, e.g. 2024-05-17T09:42 (with --scan-time and --half-life)")
+    units.add_argument("--scan-time", type=_date_time, default=None, metavar="DATETIME",
+                       help="PET: decay reference date and time of the scan (series start)")
+    units.add_argument("--half-life", type=float, default=None, metavar="S",
+                       help="PET: radionuclide half-life in s (fluorine-18: 6586.2)")
+    units.add_argument("--rescale-intercept", type=float, default=None, metavar="B",
+                       help="CT file in stored values: HU = value + B (usually -1024)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     check_restore_paths(args.input, args.output, overwrite=args.overwrite)
     if args.preview is not None:
         _check_preview_path(Path(args.preview), args)
-    overrides = {"weight_kg": args.patient_weight, "injected_dose_bq": args.injected_dose}
+    overrides = {"weight_kg": args.patient_weight, "injected_dose_bq": args.injected_dose,
+                 "half_life_s": args.half_life, "injection_time": args.injection_time, "scan_time": args.scan_time}
     bar = None  # created at the first callback, so that input errors print no empty bar
     task_name = args.task
 
@@ -99,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
             args.input, args.output, args.model, task=args.task, device=args.device, batch_size=args.batch_size,
             axis=args.axis, amp=args.amp, self_ensemble=args.self_ensemble,
             kspace_consistency=args.kspace_consistency, suv_overrides={k: v for k, v in overrides.items() if v is not None},
+            suv_factor=args.suv_factor, rescale_intercept=args.rescale_intercept,
             overwrite=args.overwrite, progress=progress, on_task=remember_task,
         )
     except BaseException:

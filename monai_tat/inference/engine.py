@@ -16,6 +16,10 @@ slices instead of to the whole volume; the tests check that both give the same v
   its input value in the output: the network cannot restore what it never saw.
 - MRI uses per-volume percentiles without clipping: every voxel is restored.
 - NaN or infinite input voxels are refused with :class:`~monai_tat.errors.UserInputError`.
+- Units are checked, not assumed (:mod:`monai_tat.inference.units`): a CT in stored values or a
+  PET in Bq/mL is refused, or converted to HU / SUV when its rescale intercept / SUV factor is
+  given and given back in its own units. A fixed-range image without a single voxel in the model
+  range is refused: its output would be the input, unchanged.
 
 How the work flows (host memory above the input: the output, one staging copy when the slices'
 rows are not contiguous in the input, and a few blocks of slices; time: a handful of passes):
@@ -73,6 +77,7 @@ from monai_tat.inference.kspace_consistency import (
 from monai_tat.inference.models import load_model
 from monai_tat.inference.self_ensemble import SelfEnsemble
 from monai_tat.inference.tasks import resolve_task
+from monai_tat.inference.units import InputUnits, input_units, task_given_conversion
 from monai_tat.io import as_meta_tensor, axial_axis, read_volume
 from monai_tat.tasks import TASKS, get_task
 
@@ -120,6 +125,8 @@ def restore_volume(
     self_ensemble: bool = False,
     kspace_consistency: KSpaceConsistencyMode = "auto",
     kspace_factor: float | None = None,
+    suv_factor: float | None = None,
+    rescale_intercept: float | None = None,
 ) -> MetaTensor:
     """Restore a CT / PET / MRI image with a 2D network, slice by slice.
 
@@ -151,18 +158,27 @@ def restore_volume(
             nothing, "on" is refused.
         kspace_factor: truncation factor per in-plane axis for the consistency step (default the
             task's simulator factor, 4).
+        suv_factor: a PET in Bq/mL: SUV = value x ``suv_factor`` (see
+            :func:`monai_tat.io.suv.suv_factor_from_values`); the task is then PET.
+        rescale_intercept: a CT in stored values: HU = value + ``rescale_intercept`` (usually
+            -1024); the task is then CT.
 
     Returns:
-        The restored image, float32, in physical units, with the input's shape, memory order,
-        affine (spacing, origin, direction) and metadata (plus ``meta["restoration"]``).
+        The restored image, float32, in the input's units (a converted image is restored in HU /
+        SUV and given back in its own units), with the input's shape, memory order, affine
+        (spacing, origin, direction) and metadata (plus ``meta["restoration"]``, whose ``units``
+        entry names the units and the conversion).
 
     Raises:
-        UserInputError: bad image (not 2D / 3D, empty, NaN voxels), task, device or model.
+        UserInputError: bad image (not 2D / 3D, empty, NaN voxels), task, device or model; an
+            image not in its task's units (a PET in Bq/mL, a CT in stored values) without its
+            conversion, or a conversion for an image that does not need it; a fixed-range image
+            without a voxel in the model range.
         RestorationCancelled: ``cancel`` was set.
     """
     with _host_threads():
         return _restore(image, network, task, device, batch_size, axis, progress, cancel, amp, self_ensemble,
-                        kspace_consistency, kspace_factor)
+                        kspace_consistency, kspace_factor, suv_factor, rescale_intercept)
 
 
 def _restore(
@@ -178,11 +194,15 @@ def _restore(
     self_ensemble: bool,
     kspace_consistency: KSpaceConsistencyMode,
     kspace_factor: float | None,
+    suv_factor: float | None = None,
+    rescale_intercept: float | None = None,
 ) -> MetaTensor:
     """:func:`restore_volume`'s work, on the engine's host threads."""
     consistency_mode = check_kspace_consistency_mode(kspace_consistency)
     volume, value_range = _as_volume(image)
-    task = resolve_task(task, volume)
+    # a SUV factor means PET, a rescale intercept CT
+    task = resolve_task(task_given_conversion(task, suv_factor, rescale_intercept), volume)
+    units = input_units(task, volume.as_tensor(), suv_factor=suv_factor, rescale_intercept=rescale_intercept)
     if consistency_mode == "on" and task != "mri":
         raise UserInputError(f"k-space consistency applies to MRI super-resolution only, not to task {task}",
                              setting="kspace_consistency")
@@ -201,7 +221,11 @@ def _restore(
     slice_axis = choose_slice_axis(volume, axis)
 
     data = volume.as_tensor()  # plain tensor from here on: no MetaTensor dispatch in the loops
+    if units.converts:
+        data = units.to_task_units(data)  # a converted copy; the input is only read
+        value_range = tuple(float(v) for v in torch.aminmax(data))
     mapping = _IntensityMap.for_volume(task, data, value_range)
+    _refuse_if_nothing_in_range(task, data, mapping, value_range, units)
     restored = _empty_like_dense(data)
     staging = _SliceStaging(data, restored, slice_axis)
     _Restoration(
@@ -211,13 +235,43 @@ def _restore(
     staging.finish()
     del staging  # its views hold the staging copy (a volume) alive; free it before the MRI step
     consistency = _kspace_consistency(task, data, restored, slice_axis, value_range, consistency_mode, kspace_factor)
+    if units.converts:
+        units.from_task_units_(restored)
 
     meta = dict(volume.meta)
     meta["affine"] = volume.affine.clone()
+    if units.converts:
+        meta["units"] = units.units
     network_name = type(model.network if self_ensemble else model).__name__
     meta["restoration"] = {"task": task, "network": network_name, "axis": slice_axis,
-                           "self_ensemble": bool(self_ensemble), "kspace_consistency": consistency}
+                           "self_ensemble": bool(self_ensemble), "kspace_consistency": consistency,
+                           "units": units.record()}
     return MetaTensor(restored, meta=meta)
+
+
+def _refuse_if_nothing_in_range(task: str, data: torch.Tensor, mapping: _IntensityMap,
+                                value_range: tuple[float, float], units: InputUnits) -> None:
+    """Refuse a fixed-range image without a single voxel in the model range: every voxel would keep
+    its input value and the output would be the input, unchanged.
+
+    The range's extremes decide, except when they lie on both sides of the model range; only
+    then one pass looks for a voxel inside.
+    """
+    if not mapping.clip:
+        return
+    low, high = value_range
+    if mapping.lower <= low <= mapping.upper or mapping.lower <= high <= mapping.upper:
+        return
+    if low < mapping.lower and high > mapping.upper and bool(((data >= mapping.lower) & (data <= mapping.upper)).any()):
+        return
+    spec = get_task(task)
+    shown = f"{low:.4g} to {high:.4g} {spec.units}" + (" after conversion" if units.converts else "")
+    raise UserInputError(
+        f"no voxel of this {task.upper()} image lies in the model range [{mapping.lower:g}, {mapping.upper:g}] "
+        f"{spec.units} (values {shown}): restoring it would return the input unchanged; check that the image is "
+        f"in {spec.units} ({spec.units_expected}) and that the task is right",
+        setting="task",
+    )
 
 
 def _kspace_consistency(task: str, data: torch.Tensor, restored: torch.Tensor, axis: int | None,

@@ -21,6 +21,7 @@ from monai_tat.inference.engine import CancelSignal, ProgressCallback, restore_v
 from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode
 from monai_tat.inference.models import load_model, model_path
 from monai_tat.inference.tasks import resolve_task
+from monai_tat.inference.units import input_units, task_given_conversion
 from monai_tat.io import check_output_path, image_suffix, read_volume, write_volume
 from monai_tat.io.volume import OUTPUT_SUFFIXES
 
@@ -69,6 +70,8 @@ def restore_file(
     self_ensemble: bool = False,
     kspace_consistency: KSpaceConsistencyMode = "auto",
     suv_overrides: Mapping[str, Any] | None = None,
+    suv_factor: float | None = None,
+    rescale_intercept: float | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelSignal = None,
@@ -84,8 +87,13 @@ def restore_file(
             bundle folder or checkpoint file).
         task, device, batch_size, axis, amp, self_ensemble, kspace_consistency, progress, cancel: as
             :func:`~monai_tat.inference.restore_volume`.
-        suv_overrides: PET DICOM header values to use when the header lacks them
-            (``weight_kg``, ``injected_dose_bq``; see :func:`monai_tat.io.suv_factor_from_dicom`).
+        suv_overrides: PET acquisition values (``weight_kg``, ``injected_dose_bq``, ``half_life_s``,
+            ``injection_time``, ``scan_time``): for a DICOM series, used where its header lacks them
+            (:func:`monai_tat.io.suv_factor_from_dicom`); for an image file in Bq/mL, its SUV factor
+            (:func:`monai_tat.io.suv.suv_factor_from_values`).
+        suv_factor, rescale_intercept: an image file in Bq/mL (PET) or in stored values (CT) and its
+            conversion to SUV / HU, as :func:`~monai_tat.inference.restore_volume`; the output is
+            written in the input's units.
         status: called with a short text before each step (reading, loading, restoring, writing).
         on_task: called with the resolved task before the first slice is restored.
 
@@ -100,7 +108,10 @@ def restore_file(
         raise UserInputError(f"batch size must be at least 1, got {batch_size}", setting="batch_size")
     report(f"reading {input_path}")
     image = read_volume(input_path, suv_overrides=dict(suv_overrides or {}))
-    resolved_task = resolve_task(task, image)
+    suv_factor = _file_suv_factor(image, suv_factor, suv_overrides)
+    resolved_task = resolve_task(task_given_conversion(task, suv_factor, rescale_intercept), image)
+    # units checked before the model is loaded (restore_volume checks again, for its other callers)
+    input_units(resolved_task, image.as_tensor(), suv_factor=suv_factor, rescale_intercept=rescale_intercept)
     if on_task is not None:
         on_task(resolved_task)
     dev = resolve_device(device)
@@ -111,7 +122,22 @@ def restore_file(
     restored = restore_volume(
         image, model, resolved_task, device=dev, batch_size=batch_size, axis=axis, progress=progress,
         cancel=cancel, amp=amp, self_ensemble=self_ensemble, kspace_consistency=kspace_consistency,
+        suv_factor=suv_factor, rescale_intercept=rescale_intercept,
     )
     report(f"writing {output_path}")
     out = write_volume(restored, output_path, overwrite=overwrite)
     return RestoredFile(Path(out), image, restored, resolved_task, type(model).__name__, dev)
+
+
+def _file_suv_factor(image: MetaTensor, suv_factor: float | None, suv_overrides: Mapping[str, Any] | None) -> float | None:
+    """The SUV factor of an image file in Bq/mL: given, or from its acquisition values (a DICOM series
+    used them while it was read, and is in SUV already)."""
+    values = {key: value for key, value in (suv_overrides or {}).items() if value is not None}
+    if image.meta.get("modality") or not values:
+        return suv_factor
+    if suv_factor is not None:
+        raise UserInputError("give either the SUV factor or the acquisition values it is computed from "
+                             f"({', '.join(sorted(values))}), not both", setting="suv_factor")
+    from monai_tat.io.suv import suv_factor_from_values
+
+    return suv_factor_from_values(**{"weight_kg": None, "injected_dose_bq": None, **values})

@@ -35,7 +35,7 @@ from pydicom.errors import InvalidDicomError
 
 from monai_tat.errors import UserInputError
 
-__all__ = ["suv_factor_from_dicom", "DicomSource"]
+__all__ = ["suv_factor_from_dicom", "suv_factor_from_values", "DicomSource"]
 
 DicomSource = Union[Dataset, str, os.PathLike, Sequence[Union[Dataset, str, os.PathLike]]]
 
@@ -141,6 +141,49 @@ def suv_factor_from_dicom(
         )
     decayed_dose = dose * 2.0 ** (-decay_s / half_life)
     return counts_to_bqml * weight * 1000.0 / decayed_dose
+
+
+def suv_factor_from_values(
+    weight_kg: float | None,
+    injected_dose_bq: float | None,
+    *,
+    half_life_s: float | None = None,
+    injection_time: datetime | None = None,
+    scan_time: datetime | None = None,
+) -> float:
+    """The Bq/mL -> SUVbw factor of a PET image without DICOM headers (a NIfTI export, say).
+
+    The same rules as :func:`suv_factor_from_dicom`, applied to a body-weight-corrected image in
+    Bq/mL (attenuation- and decay-corrected) whose acquisition values are given instead of read:
+    with ``injection_time`` and ``scan_time`` the dose decays with ``half_life_s`` between them
+    (DecayCorrection START); without both, the image must be decay-corrected to the injection
+    time (DecayCorrection ADMIN) and the dose is used as it is.
+
+    Raises:
+        UserInputError: a value is missing, not positive, implausible (a dose in MBq) or the times
+            are inconsistent (the message names the value).
+    """
+    if weight_kg is None or injected_dose_bq is None:
+        missing = " and ".join(name for name, value in (("the patient weight (kg)", weight_kg),
+                                                        ("the injected dose (Bq)", injected_dose_bq)) if value is None)
+        raise UserInputError(f"an SUV factor from acquisition values needs {missing}; give it, or the SUV factor itself.")
+    if (injection_time is None) != (scan_time is None):
+        raise UserInputError(
+            "give both the injection time and the scan time (the dose decays between them), or neither when the "
+            "image is decay-corrected to the injection time."
+        )
+    decays = injection_time is not None
+    if decays and half_life_s is None:
+        raise UserInputError(
+            "the radionuclide half-life (s) is needed to decay the dose from the injection to the scan time "
+            "(fluorine-18: 6586.2 s); give it."
+        )
+    header = Dataset()
+    header.Units = "BQML"
+    header.CorrectedImage = ["ATTN", "DECY"]
+    header.DecayCorrection = "START" if decays else "ADMIN"
+    return suv_factor_from_dicom(header, weight_kg=weight_kg, injected_dose_bq=injected_dose_bq,
+                                 half_life_s=half_life_s, injection_time=injection_time, scan_time=scan_time)
 
 
 # ----------------------------------------------------------------------------------------------

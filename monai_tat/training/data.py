@@ -25,6 +25,7 @@ CHECKPOINT_PATTERN = "checkpoint_*.pt"
 def load_datalist(
     datalist: str | os.PathLike | Sequence[str | os.PathLike], key: str = "training",
     base_dir: str | os.PathLike | None = None, require_label: bool = True, required: bool = True,
+    require_task: bool = True,
 ) -> list[dict[str, Any]]:
     """Read the ``key`` list of decathlon-style datalists of ``{"image", "label", "task"}`` items.
 
@@ -39,21 +40,24 @@ def load_datalist(
         base_dir: folder that relative paths start from (default: each datalist's folder).
         require_label: every item must have a ``label`` (HQ) entry (not needed for inference).
         required: raise if no file has ``key`` items; otherwise return ``[]``.
+        require_task: every item must have a ``task``; without it (inference), items may leave it
+            out and ``monai_tat.inference.ResolveTaskd`` finds it from the image.
 
     Returns:
-        list of dicts with absolute ``image`` (and ``label``) paths and a ``task``.
+        list of dicts with absolute ``image`` (and ``label``) paths and a ``task`` (when given).
     """
     paths = [datalist] if isinstance(datalist, (str, os.PathLike)) else list(datalist)
     out: list[dict[str, Any]] = []
     for path in map(Path, paths):
-        out += _read_datalist(path, key, base_dir, require_label)
+        out += _read_datalist(path, key, base_dir, require_label, require_task)
     if not out and required:
         names = ", ".join(str(p) for p in paths)
         raise UserInputError(f"datalist {names} has no '{key}' items; add a '{key}' list of image/label/task entries.")
     return out
 
 
-def _read_datalist(path: Path, key: str, base_dir: str | os.PathLike | None, require_label: bool) -> list[dict]:
+def _read_datalist(path: Path, key: str, base_dir: str | os.PathLike | None, require_label: bool,
+                   require_task: bool = True) -> list[dict]:
     if not path.is_file():
         raise UserInputError(
             f"datalist not found: {path}; pass --dataset_dir (holding datalist.json) "
@@ -67,12 +71,17 @@ def _read_datalist(path: Path, key: str, base_dir: str | os.PathLike | None, req
     root = Path(base_dir) if base_dir is not None else path.parent
     out = []
     for n, item in enumerate(items):
-        if not isinstance(item, Mapping) or "image" not in item or "task" not in item:
-            raise UserInputError(f"datalist {path} '{key}' item {n} needs 'image' and 'task' entries, got {item!r}.")
+        task = item.get("task") if isinstance(item, Mapping) else None
+        if not isinstance(item, Mapping) or "image" not in item or (require_task and task is None):
+            needs = "'image' and 'task' entries" if require_task else "an 'image' entry"
+            raise UserInputError(f"datalist {path} '{key}' item {n} needs {needs}, got {item!r}.")
         if require_label and "label" not in item:
             raise UserInputError(f"datalist {path} '{key}' item {n} needs a 'label' (high-quality image) entry.")
         entry = dict(item)
-        entry["task"] = check_task(item["task"])
+        if task is not None:
+            entry["task"] = check_task(task)
+        else:
+            entry.pop("task", None)  # found from the image at inference (ResolveTaskd)
         for field in ("image", "label"):
             if field in entry:
                 entry[field] = str((root / str(entry[field])).resolve())

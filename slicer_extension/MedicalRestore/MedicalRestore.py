@@ -6,8 +6,9 @@ background process, and reads the result back into a new volume once it is compl
 adds the Qt GUI, a Qt timer that follows the background process, and the self-test.
 
 The panel's state lives in the module's parameter node (``MedicalRestoreLib.parameters``), which
-is saved with the scene; the widget only mirrors it. ``monai_tat`` is never imported here: it may
-not be installed yet, and the background process is where it runs.
+is saved with the scene; the widget only mirrors it. ``monai_tat`` ships inside the extension,
+next to this file, but is never imported here: it needs torch, which may not be installed yet, and
+the background process is where it runs (and where its version is checked).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 
 import ctk
 import qt
@@ -30,8 +30,17 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from MedicalRestoreLib import SUCCEEDED, RestoreInputError, RestoreLogic, dependencies, testing, volumes
+from MedicalRestoreLib import (
+    SUCCEEDED,
+    RestoreInputError,
+    RestoreLogic,
+    dependencies,
+    sample_data,
+    testing,
+    volumes,
+)
 from MedicalRestoreLib.parameters import (
+    AMP_CHOICES,
     DEVICE_CHOICES,
     MODEL_CHOICES,
     MODEL_FILE,
@@ -58,12 +67,53 @@ class MedicalRestore(ScriptedLoadableModule):
             "(4x super-resolution) volume with the all-in-one TAT or AMIR networks of monai-tat. "
             "The network runs in a background process, on the GPU when there is one; Slicer stays "
             "responsive and the run can be cancelled. The restored volume appears as a new volume "
-            "with the input's geometry; the input is never changed."
+            "with the input's geometry; the input is never changed. "
+            "Units: a CT must be in Hounsfield units (as Slicer loads CT DICOM). A PET loaded with the DICOM "
+            "module is in Bq/mL: its SUV factor is read from the DICOM files behind it, the network works in "
+            "SUV, and the restored volume is given back in Bq/mL, like the input. A PET in Bq/mL that did not "
+            "come from the DICOM database (a NIfTI or NRRD file) is refused: load it from DICOM, or convert it "
+            "to SUV first. A CT in stored values (air near 0 instead of -1000) is refused."
         )
         self.parent.acknowledgementText = (
             "TAT: Task-aware Adaptive Transformer (MICCAI 2025). AMIR: All-in-one Medical Image "
             "Restoration via task-adaptive routing (MICCAI 2024). Built on MONAI and 3D Slicer."
         )
+        # The demo phantoms in the Sample Data module, once every module is loaded.
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """List the demo phantoms (low-dose CT, low-dose PET, low-resolution MRI) in Sample Data.
+
+    They are drawn by monai_tat on this computer when clicked (nothing is downloaded), after the
+    first-use installation of torch and the packages the library needs.
+    """
+    import SampleData
+
+    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "MedicalRestore.png")
+    for task, name in sample_data.SAMPLES.items():
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category=sample_data.SAMPLE_CATEGORY,
+            sampleName=name,
+            nodeNames=[name],
+            thumbnailFileName=icon,
+            # Slicer passes the source to the downloader (older versions pass nothing).
+            customDownloader=lambda *source, task=task: loadSamplePhantom(task),
+        )
+
+
+def loadSamplePhantom(task: str):
+    """Draw the phantom of ``task`` with monai_tat and show it; returns the new volume node (or None)."""
+    logic = MedicalRestoreLogic()
+    with slicer.util.tryWithErrorDisplay(f"The {task} sample could not be made.", waitCursor=True):
+        if not logic.ensure_dependencies():
+            return None
+        node = sample_data.generate_sample_volume(
+            slicer.mrmlScene, task, python_executable=logic.python_executable, env=logic.env
+        )
+        slicer.util.setSliceViewerLayers(background=node, fit=True)
+        return node
+    return None
 
 
 def python_slicer_executable() -> str:
@@ -122,14 +172,11 @@ class MedicalRestoreLogic(ScriptedLoadableModuleLogic, RestoreLogic):
         except ImportError:
             has_pytorch_extension = False
         return dependencies.build_install_plan(
-            missing,
-            (slicer.app.majorVersion, slicer.app.minorVersion),
-            has_pytorch_extension,
-            dependencies.source_checkout(Path(__file__).resolve().parent),
+            missing, (slicer.app.majorVersion, slicer.app.minorVersion), has_pytorch_extension
         )
 
     def ensure_dependencies(self) -> bool:
-        """Offer to install torch / monai_tat when missing; never installs without the user's OK."""
+        """Offer to install torch and the third-party packages when missing; never without the user's OK."""
         plan = self.install_plan()
         return dependencies.install(plan, slicer.util.confirmOkCancelDisplay, slicer)
 
@@ -171,6 +218,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.taskComboBox.addItems(list(TASK_CHOICES))
         self.ui.modelComboBox.addItems([*MODEL_CHOICES, MODEL_FILE_CHOICE])
         self.ui.deviceComboBox.addItems(list(DEVICE_CHOICES))
+        self.ui.ampComboBox.addItems(list(AMP_CHOICES))
         # Checkpoints are files, bundles are folders.
         self.ui.modelPathLineEdit.filters = (
             ctk.ctkPathLineEdit.Files | ctk.ctkPathLineEdit.Dirs | ctk.ctkPathLineEdit.Readable
@@ -189,6 +237,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.connect("currentTextChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.batchSizeSpinBox.connect("valueChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.selfEnsembleCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        self.ui.ampComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
 
         self.initializeParameterNode()
@@ -249,6 +298,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox.currentText = parameters.device
             self.ui.batchSizeSpinBox.value = parameters.batch_size
             self.ui.selfEnsembleCheckBox.checked = parameters.self_ensemble
+            select_combo_item(self.ui.ampComboBox, parameters.amp, parameters.amp)
         finally:
             self._updatingGUIFromParameterNode = False
         self.updateButtons()
@@ -268,6 +318,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters.device = self.ui.deviceComboBox.currentText
         parameters.batch_size = self.ui.batchSizeSpinBox.value
         parameters.self_ensemble = self.ui.selfEnsembleCheckBox.checked
+        parameters.amp = self.ui.ampComboBox.currentText
         parameters.node.EndModify(was_modifying)
 
     # -- running -------------------------------------------------------------------------------
@@ -291,6 +342,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox,
             self.ui.batchSizeSpinBox,
             self.ui.selfEnsembleCheckBox,
+            self.ui.ampComboBox,
             self.ui.outputSelector,
         ):
             widget.enabled = not running and self._parameters is not None
@@ -313,7 +365,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay("Restoration could not start.", waitCursor=True):
             if not self.logic.ensure_dependencies():
-                self.appendLog("Restoration needs torch and monai_tat; installation was declined.")
+                self.appendLog("Restoration needs torch and the packages monai_tat uses; installation was declined.")
                 return
             self.ui.logTextEdit.clear()
             self.ui.progressBar.maximum = 0  # busy indicator until the first slice is done

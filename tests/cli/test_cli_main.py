@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from monai_tat import __version__
 from monai_tat.cli import build_parser, main
 
@@ -43,3 +45,11 @@ def test_console_script_end_to_end(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert ok.stderr == ""  # nothing but errors goes to stderr, and --quiet hides the bar
     assert "AMIR" in ok.stdout and (tmp_path / "out.mha").is_file()
+
+
+def test_a_subcommand_that_fails_to_import_is_an_error_not_a_missing_command(monkeypatch):
+    import monai_tat.cli as cli
+
+    monkeypatch.setattr(cli, "SUBCOMMANDS", (*cli.SUBCOMMANDS, "no_such_subcommand"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_subcommand"):
+        cli.build_parser()

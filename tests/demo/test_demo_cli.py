@@ -11,14 +11,14 @@ from monai_tat.metrics import psnr
 
 
 # TAT (the default model) at a reduced size; AMIR, whose demo weights are weaker on low-noise CT
-# (see monai_tat/demo/MODEL_CARD.md), at the demo's default size.
+# (see recipes/demo_weights/MODEL_CARD.md), at the demo's default size.
 @pytest.mark.slow
 @pytest.mark.parametrize("model, size", [("tat", 128), ("amir", 192)])
 def test_demo_restores_every_task(tmp_path, capsys, model, size):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--size", str(size), "--slices", "2", "--model", model, "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
-    assert "not for clinical use" in printed
+    assert "not for clinical use" in printed and "real anatomy" in printed
     for case, task in (("ct", "ct"), ("pet", "pet"), ("mri", "mri"), ("ct_real", "ct")):
         ref = np.asarray(read_volume(out / f"{case}_reference.nii.gz"))
         low = np.asarray(read_volume(out / f"{case}_low_quality.nii.gz"))
@@ -39,3 +39,19 @@ def test_demo_refuses_to_overwrite(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert (out / "mri.png").stat().st_mtime_ns == before
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_demo_png_carries_the_three_panel_labels(tmp_path):
+    from PIL import Image
+
+    from monai_tat.cli.demo import LABEL_BAR_PX, labelled_strip
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "48", "--slices", "1", "--task", "ct", "--device", "cpu"]) == 0
+    png = np.asarray(Image.open(out / "ct.png"))
+    bar, thirds = png[:LABEL_BAR_PX], np.array_split(np.arange(png.shape[1]), 3)
+    assert png.shape[0] == 48 * 6 + LABEL_BAR_PX  # the 48-pixel sample zoomed to >= 256 rows, under the bar
+    assert all((bar[:, cols] < 128).any() for cols in thirds)  # a label over each panel
+    # the text is the labels' own: the same panels drawn without labels leave the bar white
+    blank = labelled_strip([np.zeros((8, 40), np.uint8)] * 3, labels=("", "", ""))
+    assert (blank[:LABEL_BAR_PX] == 255).all() and blank.shape == (8 + LABEL_BAR_PX, 3 * 40 + 2 * 4)

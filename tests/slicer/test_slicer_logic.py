@@ -19,6 +19,8 @@ from MedicalRestoreLib import (
     testing,
     volumes,
 )
+from MedicalRestoreLib.logic import normalize_device
+from MedicalRestoreLib.parameters import AMP_CHOICES, DEVICE_CHOICES
 from MedicalRestoreLib.restore_volume_script import AUTO
 
 
@@ -61,17 +63,18 @@ def test_restore_into_new_node_keeps_geometry_and_input(
 
 
 @pytest.mark.slow
-def test_non_blocking_restore_of_the_parameter_node_with_the_recorded_modality(scene, ct_node, logic, tiny_checkpoint):
+def test_non_blocking_restore_of_the_parameter_node_with_the_recorded_modality(scene, logic, tiny_checkpoint):
     from monai_tat.tasks import get_task
 
     colours = slicer.vtkMRMLColorLogic()
     colours.SetMRMLScene(scene)  # Slicer's colour tables, as in the application (while the logic lives)
-    # CT-like values, but the DICOM modality Slicer recorded says PET: the modality decides the task.
-    ct_node.SetAttribute("DICOM.Modality", "PT")
+    # Values that fit CT as well as PET (0 to 8 SUV): the DICOM modality Slicer recorded decides the task.
+    pet_node = testing.add_volume(scene, "SyntheticPET", testing.synthetic_pet_array((4, 32, 32)))
+    pet_node.SetAttribute("DICOM.Modality", "PT")
     target = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "my output")
     progress, finished = [], []
     parameters = logic.parameters(scene)  # what the module panel shows
-    parameters.input_volume = ct_node
+    parameters.input_volume = pet_node
     parameters.output_volume = target
     parameters.task = "Auto"
     parameters.model = "file"
@@ -94,7 +97,7 @@ def test_non_blocking_restore_of_the_parameter_node_with_the_recorded_modality(s
     assert [total for _, total in progress] == [4] * len(progress)
     assert all(a[0] <= b[0] for a, b in zip(progress, progress[1:]))
     assert job.task == "pet" and job.display_window == get_task("pet").display_window
-    assert np.array_equal(volumes.ijk_to_ras(target), volumes.ijk_to_ras(ct_node))
+    assert np.array_equal(volumes.ijk_to_ras(target), volumes.ijk_to_ras(pet_node))
     assert len(volume_nodes(scene)) == 2
     # PET display: the registry's SUV window and Slicer's inverted grey.
     display = target.GetDisplayNode()
@@ -304,3 +307,54 @@ def test_missing_packages_are_named(ct_node, logic, monkeypatch, private_tempdir
         logic.process(ct_node, None, "ct", "tat", "cpu")
     assert list(private_tempdir.iterdir()) == []
 
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "0", "gpu", "gpu:1", "mps", "tpu", "cuda:x", "xla"])
+def test_panel_accepts_exactly_the_devices_the_library_accepts(device):
+    """What the panel lets through, monai_tat's resolve_device takes (CUDA may be absent here: that
+    is refused by the library with the device named as the setting, not as unknown)."""
+    from monai_tat.errors import UserInputError
+    from monai_tat.inference.devices import resolve_device
+
+    try:
+        normalized = normalize_device(device)
+    except RestoreInputError as error:
+        assert "auto, cpu, or an NVIDIA GPU (CUDA)" in str(error)
+        normalized = None
+    try:
+        resolve_device(normalized if normalized is not None else device)
+        library_accepts = True
+    except UserInputError as error:
+        library_accepts = getattr(error, "setting", None) == "device" or "does not exist" in str(error)
+    except (RuntimeError, TypeError):
+        library_accepts = False
+    assert (normalized is not None) == library_accepts, (device, normalized)
+    for choice in DEVICE_CHOICES:  # every offered choice passes
+        assert normalize_device(choice) == choice
+
+
+def test_half_precision_is_offered_for_cuda_and_refused_on_the_cpu(ct_node, logic):
+    assert AMP_CHOICES == ("none", "bf16", "fp16")
+    assert logic.build_command("in", "out", "ct", "tat", "cuda:0", amp="fp16")[-2:] == ["--amp", "fp16"]
+    assert "--amp" not in logic.build_command("in", "out", "ct", "tat", "cpu")
+    with pytest.raises(RestoreInputError, match="Half precision \\(fp16\\) runs on a CUDA GPU only"):
+        logic.process(ct_node, None, "ct", "tat", "cpu", amp="fp16")
+    with pytest.raises(RestoreInputError, match="Unknown precision"):
+        logic.process(ct_node, None, "ct", "tat", "auto", amp="fp8")
+    import argparse
+
+    from monai_tat.cli.restore import register  # the same choices as `monai-tat restore --amp`
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    restore = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["restore"]
+    amp_action = next(action for action in restore._actions if "--amp" in action.option_strings)
+    assert tuple(amp_action.choices) == AMP_CHOICES
+
+
+def test_unknown_sample_task_is_refused(scene):
+    from MedicalRestoreLib import sample_data
+
+    with pytest.raises(RestoreInputError, match="No sample for task 'xray'"):
+        sample_data.generate_sample_volume(scene, "xray")
+    assert set(sample_data.SAMPLES) == {"ct", "pet", "mri"}

@@ -13,34 +13,35 @@ from pathlib import Path
 
 from PIL import Image
 
-EXTENSION = Path(__file__).resolve().parents[2] / "slicer_extension"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXTENSION = REPO_ROOT / "slicer_extension"
 MODULE = EXTENSION / "MedicalRestore"
 
 
-def cmake_list(text: str, variable: str) -> list:
-    match = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S)
-    assert match, variable
-    return [item.replace("${MODULE_NAME}", "MedicalRestore") for item in match.group(1).split()]
-
-
 def test_extension_metadata_names_pytorch_and_the_module():
-    text = (EXTENSION / "CMakeLists.txt").read_text()
+    text = (REPO_ROOT / "CMakeLists.txt").read_text()
     assert re.search(r'set\(EXTENSION_DEPENDS\s+"[^"]*\bPyTorch\b', text)
-    for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL"):
+    for field in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS"):
         assert re.search(rf'set\(EXTENSION_{field}\s+"[^"]+"\)', text), field
-    assert "add_subdirectory(MedicalRestore)" in text
+    assert "add_subdirectory(slicer_extension/MedicalRestore)" in text
+    assert not (EXTENSION / "CMakeLists.txt").exists()  # one top-level extension project, at the root
 
 
-def test_module_cmake_installs_every_python_file_and_resource():
+def test_module_cmake_installs_the_manifest_module_and_library():
     text = (MODULE / "CMakeLists.txt").read_text()
     assert "slicerMacroBuildScriptedModule(" in text
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
-    scripts = set(cmake_list(text, "MODULE_PYTHON_SCRIPTS"))
-    on_disk = {str(path.relative_to(MODULE)) for path in MODULE.rglob("*.py")}
-    assert scripts == on_disk
-    resources = cmake_list(text, "MODULE_PYTHON_RESOURCES")
-    assert resources == ["Resources/Icons/MedicalRestore.png", "Resources/UI/MedicalRestore.ui"]
-    assert all((MODULE / resource).is_file() for resource in resources)
+    for kind, variable in (
+        ("module-script", "MODULE_PYTHON_SCRIPTS"),
+        ("module-resource", "MODULE_PYTHON_RESOURCES"),
+        ("library-script", "LIBRARY_PYTHON_SCRIPTS"),
+        ("library-resource", "LIBRARY_RESOURCES"),
+    ):
+        assert f"medicalrestore_read_manifest(${{MEDICALRESTORE_MANIFEST}} {kind} {variable})" in text
+    # The library is copied from the repository root next to the module, without a subfolder.
+    library = re.search(r"ctkMacroCompilePythonScript\((.*?)\)", text, re.S).group(1)
+    assert "SOURCE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/../.." in library and "NO_INSTALL_SUBDIR" in library
+    assert "INSTALL_DIR ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}" in library
 
 
 def test_module_file_defines_module_widget_logic_and_test():

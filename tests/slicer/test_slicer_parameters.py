@@ -36,6 +36,7 @@ def test_one_parameter_node_per_scene_holds_the_defaults(scene):
         "Device": "auto",
         "BatchSize": "0",
         "SelfEnsemble": "false",
+        "Precision": "none",
     }
     assert (parameters.task, parameters.model, parameters.device, parameters.batch_size) == ("auto", "tat", "auto", 0)
     assert parameters.self_ensemble is False

@@ -107,16 +107,37 @@ def test_self_ensemble_option_restores_with_the_ensemble(run_main, tmp_path, ct_
     assert np.abs(a - b).max() > 0  # eight orientations averaged: not the plain network's output
 
 
-def test_recorded_modality_chooses_the_task_and_its_window(run_main, tmp_path, ct_file, tiny_checkpoint):
-    # CT-like values, but the DICOM modality Slicer recorded says PET: the modality decides.
+@pytest.fixture
+def pet_file(tmp_path) -> str:
+    """A synthetic 32 x 32 x 4 PET in SUV as NRRD."""
+    path = str(tmp_path / "pet.nrrd")
+    sitk.WriteImage(sitk.GetImageFromArray(testing.synthetic_pet_array((4, 32, 32))), path)
+    return path
+
+
+def test_recorded_modality_chooses_the_task_and_its_window(run_main, tmp_path, pet_file, tiny_checkpoint):
+    # Values that fit CT as well as PET (0 to 8): the DICOM modality Slicer recorded decides.
     output = tmp_path / "out.nrrd"
     code, sent = run_main(
-        "--input", ct_file, "--output", str(output), "--modality", "PT", "--model", tiny_checkpoint, "--device", "cpu"
+        "--input", pet_file, "--output", str(output), "--modality", "PT", "--model", tiny_checkpoint, "--device", "cpu"
     )
     assert code == 0, sent
     assert (TASK, "pet") in sent and (WINDOW, (0.0, 10.0)) in sent
     assert get_task("pet").display_window == (0.0, 10.0)
     assert sent[-1] == (DONE, str(output)) and output.is_file()
+
+
+def test_a_ct_recorded_as_pet_is_refused_for_its_units_with_the_slicer_fix(run_main, tmp_path, ct_file, tiny_checkpoint):
+    # HU values (air -1000, bone 700) under a PET modality: far from SUV, so nothing is restored.
+    output = tmp_path / "out.nrrd"
+    code, sent = run_main(
+        "--input", ct_file, "--output", str(output), "--modality", "PT", "--model", tiny_checkpoint, "--device", "cpu"
+    )
+    assert code == 2 and not output.exists()
+    assert (SETTING, "suv_factor") in sent
+    error = dict(sent)[ERROR]
+    assert "not in SUV" in error and "load the PET with the DICOM module" in error
+    assert not any(kind == PROGRESS for kind, _ in sent)  # refused before the first slice
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 The module file (``MedicalRestore.py``) adds the Qt GUI on top; everything that can run without
 a Slicer application lives here and is tested in CI against ``slicer-core``. Nothing here imports
-``monai_tat`` (it may not be installed yet in Slicer's Python): the background process does.
+``monai_tat``: it ships beside the module but needs torch, which may not be installed yet in
+Slicer's Python; the background process imports it and checks it is the shipped copy.
 """
 
 from MedicalRestoreLib.errors import RestoreCancelled, RestoreError, RestoreInputError

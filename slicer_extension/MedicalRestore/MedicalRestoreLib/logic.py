@@ -11,6 +11,11 @@ read.
 
 Nothing here knows a task: the node's DICOM modality goes to the background process, which lets
 ``monai_tat``'s task registry resolve the task and reports it with its display window.
+
+Units: the DICOM files behind a node loaded by Slicer's DICOM import (its instance UIDs, looked up
+in the DICOM database) go to the background process too; for a PET, which Slicer loads in Bq/mL,
+it computes the SUV factor from them, restores in SUV and gives the result back in Bq/mL, the
+input's units. A PET in Bq/mL without DICOM files (or an SUV factor) is refused.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from MedicalRestoreLib import dependencies, restore_volume_script, volumes
 from MedicalRestoreLib.background import BackgroundProcess
 from MedicalRestoreLib.errors import RestoreInputError
 from MedicalRestoreLib.job import DisplayWindow, LogCallback, ProgressCallback, RestoreJob
-from MedicalRestoreLib.parameters import AUTO, RestoreParameters, parameter_node
+from MedicalRestoreLib.parameters import AMP_CHOICES, AUTO, RestoreParameters, parameter_node
 
 NAMED_MODELS = ("tat", "amir")
 OUTPUT_SUFFIX = " restored"
@@ -56,18 +61,36 @@ def normalize_model(model: Optional[str]) -> str:
 
 
 def normalize_device(device: Optional[object]) -> str:
-    """auto, cpu, cuda, cuda:N, mps; a GPU id (``0`` or ``"1"``) means ``cuda:N``."""
+    """auto, cpu, cuda or cuda:N, the devices ``monai_tat.inference.devices.resolve_device`` accepts;
+    a GPU id (``0`` or ``"1"``) means ``cuda:N``. Anything else (e.g. Apple's ``mps``) is refused here,
+    before the background process starts."""
     text = str("auto" if device is None else device).strip().lower()
     if text in ("", "auto"):
         return "auto"
-    if text in ("cpu", "cuda", "mps"):
+    if text in ("cpu", "cuda"):
         return text
     if text == "gpu":
         return "cuda"
     index = text.split(":", 1)[1] if text.startswith(("cuda:", "gpu:")) else text
     if index.isdigit():
         return f"cuda:{int(index)}"
-    raise RestoreInputError(f"Unknown device '{device}': choose auto, cpu, or a GPU id such as 0 or cuda:1.")
+    raise RestoreInputError(
+        f"Unknown device '{device}': monai-tat runs on auto, cpu, or an NVIDIA GPU (CUDA) given by its id "
+        "such as 0 or cuda:1."
+    )
+
+
+def normalize_amp(amp: Optional[str], device: str) -> str:
+    """Mixed precision: none (float32), bf16 or fp16; half precision is CUDA only, so the CPU refuses it."""
+    text = (amp or "none").strip().lower()
+    if text not in AMP_CHOICES:
+        raise RestoreInputError(f"Unknown precision '{amp}': choose {', '.join(AMP_CHOICES)}.")
+    if text != "none" and device == "cpu":
+        raise RestoreInputError(
+            f"Half precision ({text}) runs on a CUDA GPU only: choose precision none for the CPU, "
+            "or device auto / a GPU id."
+        )
+    return text
 
 
 def normalize_batch_size(batch_size: Optional[int]) -> Optional[int]:
@@ -89,6 +112,9 @@ class RestoreLogic:
         env: environment of the background process (default: this process's).
     """
 
+    #: ``uid -> DICOM file`` used to find the files behind a node (None: Slicer's DICOM database).
+    dicom_file_for_instance: Optional[Callable[[str], Optional[str]]] = None
+
     def __init__(
         self,
         python_executable: Optional[str] = None,
@@ -103,8 +129,9 @@ class RestoreLogic:
 
     @staticmethod
     def missing_dependencies() -> List[str]:
-        """Import names of required packages (torch, monai_tat) that are not installed."""
-        return dependencies.missing_modules()
+        """Third-party packages the background process needs and this Python lacks: ``"torch"`` and
+        lines of the module's ``Resources/requirements.txt`` (monai_tat ships with the module)."""
+        return dependencies.missing_packages()
 
     @staticmethod
     def parameters(scene) -> RestoreParameters:
@@ -128,6 +155,8 @@ class RestoreLogic:
         wait: bool = True,
         batch_size: Optional[int] = None,
         self_ensemble: bool = False,
+        amp: Optional[str] = "none",
+        suv_factor: Optional[float] = None,
         progress_callback: Optional[ProgressCallback] = None,
         log_callback: Optional[LogCallback] = None,
         finished_callback: Optional[Callable[[RestoreJob], None]] = None,
@@ -148,6 +177,10 @@ class RestoreLogic:
             batch_size: slices per batch, None / 0 for automatic.
             self_ensemble: average the network over the 8 flips / transpositions of each slice
                 (a little better, 8x slower).
+            amp: none (float32), bf16 or fp16: half precision on a CUDA GPU (refused with the CPU).
+            suv_factor: a PET in Bq/mL without DICOM files: SUV = value x ``suv_factor``. A PET
+                loaded from DICOM gets its factor from its files; either way the result is given
+                back in Bq/mL.
             progress_callback: ``(done, total, seconds_left)`` after each batch of slices.
             log_callback: each log line of the background process.
             finished_callback: the job, once it succeeded, failed or was cancelled.
@@ -159,7 +192,8 @@ class RestoreLogic:
             RestoreInputError: before anything starts, for a missing / 2D / 4D / non-scalar input,
                 an unknown model or device, or missing packages; with ``wait=True`` also when the
                 background process refused the input (an unknown task, a task the modality
-                contradicts, a checkpoint of another architecture).
+                contradicts, a checkpoint of another architecture, a PET in Bq/mL without its SUV
+                factor, a CT not in HU).
             RestoreError: with ``wait=True``, when the restoration failed otherwise.
         """
         volumes.check_input_volume(inputNode)
@@ -180,6 +214,7 @@ class RestoreLogic:
         modality = volumes.dicom_modality(inputNode)
         model_spec = normalize_model(model)
         device_name = normalize_device(device)
+        precision = normalize_amp(amp, device_name)
         batch = normalize_batch_size(batch_size)
         missing = self.missing_dependencies()
         if missing:
@@ -188,14 +223,22 @@ class RestoreLogic:
                 "Restore) and try again."
             )
 
+        source_files = volumes.dicom_files(inputNode, self.dicom_file_for_instance)
+
         workdir = tempfile.mkdtemp(prefix="MedicalRestore-")
         input_path = os.path.join(workdir, "input.nrrd")
         output_path = os.path.join(workdir, "restored.nrrd")
         try:
             volumes.write_volume_file(inputNode, input_path)
+            files_list = None
+            if source_files:
+                files_list = os.path.join(workdir, "dicom_files.txt")
+                with open(files_list, "w", encoding="utf-8") as listing:
+                    listing.write("\n".join(source_files) + "\n")
             command = self.build_command(
                 input_path, output_path, task_name, model_spec, device_name, batch, modality=modality,
-                self_ensemble=bool(self_ensemble),
+                self_ensemble=bool(self_ensemble), amp=precision, dicom_files_list=files_list,
+                suv_factor=suv_factor,
             )
             background = BackgroundProcess(command, env=self.env, cwd=workdir)
         except BaseException:
@@ -245,6 +288,7 @@ class RestoreLogic:
             wait=wait,
             batch_size=parameters.batch_size,
             self_ensemble=parameters.self_ensemble,
+            amp=parameters.amp,
             **callbacks,
         )
 
@@ -258,8 +302,12 @@ class RestoreLogic:
         batch_size: Optional[int] = None,
         modality: Optional[str] = None,
         self_ensemble: bool = False,
+        amp: str = "none",
+        dicom_files_list: Optional[str] = None,
+        suv_factor: Optional[float] = None,
     ) -> List[str]:
-        """The background process's command line (``modality``: the DICOM modality, when recorded)."""
+        """The background process's command line (``modality``: the DICOM modality, when recorded;
+        ``dicom_files_list``: a text file naming the DICOM files behind the input, one per line)."""
         command = [
             self.python_executable,
             self.script_path,
@@ -280,6 +328,12 @@ class RestoreLogic:
             command += ["--batch-size", str(batch_size)]
         if self_ensemble:
             command.append("--self-ensemble")
+        if amp != "none":
+            command += ["--amp", amp]
+        if dicom_files_list:
+            command += ["--dicom-files", dicom_files_list]
+        if suv_factor is not None:
+            command += ["--suv-factor", repr(float(suv_factor))]
         return command
 
     def start_polling(self, job: RestoreJob) -> None:

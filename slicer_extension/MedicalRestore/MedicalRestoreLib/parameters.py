@@ -25,6 +25,8 @@ MODEL_CHOICES = ("TAT", "AMIR")
 MODEL_FILE = "file"  # stored model choice: the bundle folder / checkpoint in ``model_path``
 MODEL_FILE_CHOICE = "Bundle directory or checkpoint file"
 DEVICE_CHOICES = ("auto", "cpu", "cuda:0")
+#: Mixed precision choices (``monai-tat restore --amp``): float32, or half precision on a CUDA GPU.
+AMP_CHOICES = ("none", "bf16", "fp16")
 #: The panel's label of each setting ``monai_tat.errors.UserInputError.setting`` can name.
 SETTING_LABELS: Dict[str, str] = {"task": "Task", "model": "Model", "device": "Device", "batch_size": "Batch size"}
 
@@ -96,6 +98,7 @@ class RestoreParameters:
         batch_size: slices per batch; 0 means automatic.
         self_ensemble: average the network over the 8 flips / transpositions of each slice
             (a little better, 8x slower).
+        amp: ``"none"`` (float32), ``"bf16"`` or ``"fp16"``: half precision on a CUDA GPU.
 
     Args:
         node: the ``vtkMRMLScriptedModuleNode`` holding the values (see :func:`parameter_node`).
@@ -109,6 +112,7 @@ class RestoreParameters:
     device = _Parameter("Device", AUTO, _name, lambda value: _name(str(value)))
     batch_size = _Parameter("BatchSize", 0, int, lambda value: str(int(value)))
     self_ensemble = _Parameter("SelfEnsemble", False, _flag, lambda value: "true" if value else "false")
+    amp = _Parameter("Precision", "none", _name, _name)
 
     def __init__(self, node):
         self.node = node

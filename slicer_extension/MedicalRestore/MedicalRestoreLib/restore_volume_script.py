@@ -4,7 +4,15 @@ The Slicer module starts this file with PythonSlicer (plain ``python`` works too
 network runs outside Slicer's main thread and Slicer stays responsive::
 
     python restore_volume_script.py --input in.nrrd --output out.nrrd \
-        --task auto --modality CT --model tat --device auto [--batch-size 8] [--self-ensemble]
+        --task auto --modality CT --model tat --device auto [--batch-size 8] [--self-ensemble] [--amp fp16] \
+        [--dicom-files files.txt] [--suv-factor F]
+
+Units: Slicer loads a DICOM PET in Bq/mL (activity concentration). When the volume is a PET and
+the DICOM files behind it are named (``--dicom-files``), its SUV factor is computed from their
+headers (``monai_tat.io.suv_factor_from_dicom``); ``--suv-factor`` gives it directly. The volume
+is restored in SUV and written back in Bq/mL, the input's units (the WINDOW line is in those
+units too). A PET in Bq/mL without either, or a CT not in HU, is refused by ``monai_tat``'s units
+check with a message that says what to do.
 
 All work happens in ``monai_tat``: the task comes from its task registry (``monai_tat.tasks``:
 the DICOM modality Slicer recorded, else the intensities), and
@@ -22,7 +30,9 @@ Protocol: every message is one line on stdout, ``<KIND> <payload>``, flushed at 
 - ``DONE <path>``: the restored volume was written to ``path``;
 - ``SETTING <name>``: the setting that fixes the error that follows (``task``, ``model``,
   ``device``, ``batch_size``), when the library names one;
-- ``ERROR <text>``: why the restoration failed (one line, plain words from the library).
+- ``ERROR <text>``: why the restoration failed (one line, plain words from the library);
+  a ``monai_tat`` other than the one this extension ships is refused this way, before any work
+  (see :func:`import_shipped_library`).
 
 Any other line (warnings of libraries, tracebacks) is free text for the log. Exit status: 0 on
 success, 2 for a problem the user can fix (bad file, wrong checkpoint, unknown task), 1 otherwise.
@@ -38,8 +48,11 @@ protocol (:func:`format_message`, :func:`parse_message`) without torch.
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
 import sys
 import traceback
+from pathlib import Path
 from typing import Optional, Sequence, TextIO, Tuple
 
 STATUS = "STATUS"
@@ -49,12 +62,18 @@ PROGRESS = "PROGRESS"
 DONE = "DONE"
 SETTING = "SETTING"
 ERROR = "ERROR"
-MESSAGE_KINDS = (STATUS, TASK, WINDOW, PROGRESS, DONE, SETTING, ERROR)
+MODALITY = "MODALITY"  # sample_data_script.py: the DICOM modality of the sample volume it wrote
+MESSAGE_KINDS = (STATUS, TASK, WINDOW, PROGRESS, DONE, SETTING, ERROR, MODALITY)
 AUTO = "auto"  # the automatic task, and a WINDOW line's payload for "no fixed window"
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USER_ERROR = 2
+
+LIBRARY = "monai_tat"
+#: The module's folder: ``qt-scripted-modules`` of the installed extension, or
+#: ``slicer_extension/MedicalRestore`` of a source checkout.
+MODULE_DIR = Path(__file__).resolve().parents[1]
 
 
 def format_message(kind: str, *fields: object) -> str:
@@ -109,14 +128,80 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default="tat", help="tat, amir, a bundle directory or a checkpoint file")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=None, help="slices per batch (default: automatic)")
+    parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
+                        help="mixed precision on CUDA (half precision); none: float32")
     parser.add_argument("--self-ensemble", action="store_true",
                         help="average the network over the 8 flips / transpositions of each slice")
+    parser.add_argument("--dicom-files", default=None,
+                        help="text file naming the DICOM files the volume was loaded from, one per line (PET: SUV factor)")
+    parser.add_argument("--suv-factor", type=float, default=None, help="PET in Bq/mL: SUV = value x factor")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
 
 class ScriptInputError(Exception):
     """monai_tat cannot be imported in this Python: nothing else can be checked or done."""
+
+
+# -- the library this extension ships ---------------------------------------------------------
+
+
+def library_root(module_dir: Path = MODULE_DIR) -> Optional[Path]:
+    """The folder holding the ``monai_tat`` this module ships, or None when it is missing.
+
+    Installed from the Extensions Manager, the library sits beside the module (the extension's
+    CMake installs it there); in a source checkout it is the repository root, two folders up.
+    """
+    for folder in (Path(module_dir), Path(module_dir).parents[1]):
+        if (folder / LIBRARY / "__init__.py").is_file():
+            return folder
+    return None
+
+
+def shipped_version(root: Path) -> str:
+    """``__version__`` of the library under ``root``, read from its source without importing it."""
+    init = Path(root) / LIBRARY / "__init__.py"
+    for node in ast.parse(init.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "__version__" for target in node.targets):
+            return str(ast.literal_eval(node.value))
+    raise ScriptInputError(f"{init} sets no __version__; reinstall the MedicalRestore extension")
+
+
+def check_library(module, root: Path, expected_version: str) -> None:
+    """Refuse a ``monai_tat`` that is not the copy under ``root`` at ``expected_version``.
+
+    Raises:
+        ScriptInputError: one line naming both copies and how to remove the other one.
+    """
+    found = Path(module.__file__).resolve().parent
+    shipped = (Path(root) / LIBRARY).resolve()
+    version = getattr(module, "__version__", "of unknown version")
+    if found != shipped or version != expected_version:
+        raise ScriptInputError(
+            f"monai_tat {version} from {found} was imported instead of the monai_tat {expected_version} "
+            f"this extension ships ({shipped}): remove the other copy from Slicer's Python "
+            "(slicer.util.pip_uninstall('monai-tat')) and restart Slicer"
+        )
+
+
+def import_shipped_library(root: Optional[Path]):
+    """Import the ``monai_tat`` under ``root`` (put first on ``sys.path``) and check it is that copy."""
+    if root is None:
+        raise ScriptInputError(
+            f"the monai_tat library is missing beside the module in {MODULE_DIR}; reinstall the MedicalRestore extension"
+        )
+    expected = shipped_version(root)
+    if not sys.path or Path(sys.path[0]).resolve() != Path(root).resolve():
+        sys.path.insert(0, str(root))
+    try:
+        module = importlib.import_module(LIBRARY)
+    except ImportError as error:
+        raise ScriptInputError(
+            f"monai_tat cannot be imported in {sys.executable} ({error}); install the packages it needs "
+            "(the MedicalRestore module offers to on Restore)"
+        ) from error
+    check_library(module, root, expected)
+    return module
 
 
 def choose_task(task: Optional[str], modality: Optional[str]) -> str:
@@ -146,13 +231,51 @@ def choose_task(task: Optional[str], modality: Optional[str]) -> str:
     return chosen
 
 
-def emit_task(task: str) -> None:
-    """TASK and WINDOW lines for the resolved ``task``, its display window read from the registry."""
+def emit_task(task: str, suv_factor: Optional[float] = None) -> None:
+    """TASK and WINDOW lines for the resolved ``task``, its display window read from the registry.
+
+    With ``suv_factor`` (a PET given back in Bq/mL) the SUV window is sent in Bq/mL.
+    """
     from monai_tat.tasks import get_task
 
     window = get_task(task).display_window
+    if window is not None and suv_factor is not None and task == "pet":
+        window = tuple(value / suv_factor for value in window)
     emit(TASK, task)
     emit(WINDOW, *(window if window is not None else (AUTO,)))
+
+
+def source_suv_factor(
+    task: str, input_path: str, dicom_files: Optional[str], suv_factor: Optional[float]
+) -> Optional[float]:
+    """The SUV factor of a PET volume: given, or computed from the DICOM files named in ``dicom_files``.
+
+    None for other tasks, for a PET with neither (the units check then decides), and for a PET
+    from DICOM whose voxels are already in SUV (a loader that converted them).
+    """
+    if task != "pet" or suv_factor is not None or not dicom_files:
+        return suv_factor
+    from monai_tat.inference.units import foreign_units_of
+    from monai_tat.io import read_volume, suv_factor_from_dicom
+    from monai_tat.tasks import get_task
+
+    with open(dicom_files, encoding="utf-8") as listing:
+        files = [line.strip() for line in listing if line.strip()]
+    if not files:
+        return None
+    if foreign_units_of(get_task(task), read_volume(input_path).as_tensor()) is None:
+        emit(STATUS, "PET from DICOM with values already in SUV: restored as they are")
+        return None
+    factor = float(suv_factor_from_dicom(files))
+    emit(STATUS, f"PET in Bq/mL: SUV factor {factor:.6g} from {len(files)} DICOM files; the result is given back in Bq/mL")
+    return factor
+
+
+#: Said in Slicer's words when a PET is refused for its units (the library names command-line-free fixes).
+SLICER_PET_UNITS_FIX = (
+    "In Slicer: load the PET with the DICOM module (its SUV factor is then read from the DICOM files), or "
+    "convert the volume to SUV before restoring it."
+)
 
 
 def restore(args: argparse.Namespace) -> int:
@@ -163,21 +286,19 @@ def restore(args: argparse.Namespace) -> int:
     callbacks into protocol lines.
     """
     emit(STATUS, "importing monai_tat and torch")
-    try:
-        from monai_tat.errors import UserInputError
-        from monai_tat.inference import restore_file
-    except ImportError as error:
-        raise ScriptInputError(
-            f"monai_tat cannot be imported in {sys.executable} ({error}); install it (and torch) "
-            "into this Python, e.g. through the MedicalRestore module's install offer"
-        ) from error
+    library = import_shipped_library(library_root())
+    emit(STATUS, f"using monai_tat {library.__version__} from {Path(library.__file__).parent}")
+    from monai_tat.errors import UserInputError
+    from monai_tat.inference import restore_file
 
     try:
         task = choose_task(args.task, args.modality)
+        suv_factor = source_suv_factor(task, args.input, args.dicom_files, args.suv_factor)
         restore_file(
             args.input, args.output, args.model, task=task, device=args.device, batch_size=args.batch_size,
-            self_ensemble=args.self_ensemble,
-            overwrite=args.overwrite, status=lambda text: emit(STATUS, text), on_task=emit_task,
+            self_ensemble=args.self_ensemble, amp=args.amp, suv_factor=suv_factor,
+            overwrite=args.overwrite, status=lambda text: emit(STATUS, text),
+            on_task=lambda name: emit_task(name, suv_factor),
             progress=lambda done, total: emit(PROGRESS, int(done), int(total)),
         )
     except (UserInputError, OSError) as error:
@@ -185,7 +306,7 @@ def restore(args: argparse.Namespace) -> int:
         setting = getattr(error, "setting", None)
         if setting:
             emit(SETTING, setting)
-        emit(ERROR, error)
+        emit(ERROR, f"{error} {SLICER_PET_UNITS_FIX}" if setting == "suv_factor" else error)
         return EXIT_USER_ERROR
     emit(DONE, args.output)
     return EXIT_OK

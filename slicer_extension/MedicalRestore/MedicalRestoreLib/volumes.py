@@ -9,7 +9,8 @@ read from monai_tat's task registry.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import os
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import slicer
@@ -18,6 +19,7 @@ import vtk
 from MedicalRestoreLib.errors import RestoreError, RestoreInputError
 
 DICOM_MODALITY_ATTRIBUTE = "DICOM.Modality"  # where Slicer's DICOM import records (0008,0060)
+DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # SOP instance UIDs of the files behind a DICOM volume
 
 # Slicer colour table per task name (grey when not listed): PET is read as dark uptake on a white
 # background, the nuclear-medicine convention. A rendering choice of Slicer, not a task property.
@@ -118,6 +120,36 @@ def dicom_modality(node) -> Optional[str]:
                 modality = hierarchy.GetItemAttribute(item, DICOM_MODALITY_ATTRIBUTE)
     modality = (modality or "").strip().upper()
     return modality or None
+
+
+def dicom_instance_uids(node) -> List[str]:
+    """The SOP Instance UIDs of the DICOM files Slicer's DICOM import loaded ``node`` from ([] when none)."""
+    return (node.GetAttribute(DICOM_INSTANCE_UIDS_ATTRIBUTE) or "").split()
+
+
+def database_file_for_instance(uid: str) -> Optional[str]:
+    """The file of a SOP Instance UID in Slicer's DICOM database (None without a database or file)."""
+    database = getattr(slicer, "dicomDatabase", None)
+    if database is None:
+        return None
+    return database.fileForInstance(uid) or None
+
+
+def dicom_files(node, file_for_instance: Optional[Callable[[str], Optional[str]]] = None) -> List[str]:
+    """The existing DICOM files behind ``node``, from its instance UIDs and the DICOM database.
+
+    Args:
+        node: a volume node; only read.
+        file_for_instance: ``uid -> file path or None``; default Slicer's DICOM database
+            (:func:`database_file_for_instance`).
+
+    Returns:
+        The files in the order of the UIDs, [] when the node has no DICOM provenance or none of its
+        files can be found (the database was changed, the files moved).
+    """
+    lookup = file_for_instance or database_file_for_instance
+    files = (lookup(uid) for uid in dicom_instance_uids(node))
+    return [path for path in files if path and os.path.isfile(path)]
 
 
 def write_volume_file(node, path: str) -> None:

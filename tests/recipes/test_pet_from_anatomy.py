@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from monai_tat.demo.pet_from_anatomy import (
+from pet_from_anatomy import (
     LABELS,
     SUV_RANGES,
     add_hot_lesions,

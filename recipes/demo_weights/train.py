@@ -4,13 +4,14 @@ This script only prepares data and settings; the training itself is the bundle's
 (``SupervisedTrainer``, task-balanced sampling, the papers' losses, EMA, warm-up + cosine schedule,
 validation with the papers' PSNR, full checkpoints), run through ``monai.bundle.ConfigWorkflow``::
 
-    python -m monai_tat.demo.train --model tat --out monai_tat/weights                  # phantoms
-    python -m monai_tat.demo.train --model amir --out monai_tat/weights \\
-        --datalist /cache/ct/datalist.json /cache/mri/datalist.json --minutes 90          # + real data
-    python -m monai_tat.demo.train --model tat --out /tmp/w --quick                      # seconds (CI)
+    python recipes/demo_weights/train.py --model tat --out monai_tat/weights           # phantoms only
+    python recipes/demo_weights/train.py --model amir --out monai_tat/weights \\
+        --datalist CACHE/pairs/datalist.json CACHE/heldout/datalist.json --minutes 90  # + real anatomy
+    python recipes/demo_weights/train.py --model tat --out OUT --quick                 # seconds
 
-Data: paired phantom volumes (:mod:`monai_tat.demo.phantoms` in HU / SUV / MR units, degraded by
-the package's simulators with randomised strength) written once as NIfTI with a datalist, plus
+(``CACHE`` is what ``prepare_data.py`` wrote.) Data: paired phantom volumes
+(:func:`pair_simulation.phantom_pair`: :mod:`monai_tat.demo.phantoms` in HU / SUV / MR units,
+degraded by the package's simulators with randomised strength) written once as NIfTI with a datalist, plus
 any ``--datalist`` of prepared real data (``training`` / ``validation`` / ``testing`` lists of
 ``{"image", "label", "task"}``). Held-out phantoms (another seed) and the datalists' ``testing``
 items are scored at the end with the bundle's ``evaluate.json``.
@@ -31,6 +32,7 @@ held-out metrics) and, unless ``--no-bundles`` or ``--quick``, the bundle's ``mo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import tempfile
 import time
@@ -40,7 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MODEL_SIZES", "QUICK_SIZES", "TASK_SETTINGS", "simulate_pair", "write_phantom_datalist",
+import pair_simulation as sim
+
+__all__ = ["MODEL_SIZES", "QUICK_SIZES", "PHANTOM_SIZE", "write_phantom_datalist",
            "training_overrides", "run_workflow", "main"]
 
 BUNDLES = {"tat": "tat_allinone", "amir": "amir_allinone"}
@@ -56,19 +60,8 @@ QUICK_SIZES: dict[str, dict[str, Any]] = {
     "amir": {"dim": 6, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 2, 4, 8]},
 }
 
-#: Per task: in-plane matrix and the randomised simulation of the phantom pairs.
-TASK_SETTINGS: dict[str, dict[str, Any]] = {
-    # CT: quarter dose +- (0.15-0.35), 0.6-1.4 mm pixels, and a full-dose fluence (log-uniform)
-    # lowered from the simulator's default so that the phantoms, smaller and less attenuating
-    # than an adult abdomen, get clinical quarter-dose noise (about 10-35 HU).
-    "ct": {"size": 256, "dose_fraction": (0.15, 0.35), "pixel_mm": (0.6, 1.4),
-           "incident_photons_per_mm2": (2.0e4, 1.5e5)},
-    # PET: dose reduction factor 8-16 around the papers' 12; count level x0.6-x1.6 of the default.
-    "pet": {"size": 160, "dose_reduction_factor": (8.0, 16.0), "counts_per_suv_pixel": (120.0, 320.0),
-            "pixel_mm": (2.5, 4.5)},
-    # MRI: the papers' 4x k-space truncation (deterministic).
-    "mri": {"size": 256, "pixel_mm": (0.8, 1.2), "factor": 4.0},
-}
+#: In-plane matrix of each task's phantom volumes (before ``size_scale``).
+PHANTOM_SIZE = {"ct": 256, "pet": 160, "mri": 256}
 _TASKS = ("ct", "pet", "mri")
 
 
@@ -79,41 +72,14 @@ def _log(msg: str) -> None:
 # -- data ------------------------------------------------------------------------------------
 
 
-def simulate_pair(task: str, rng: np.random.Generator, size: int, slices: int) -> tuple[np.ndarray, np.ndarray, float, dict]:
-    """A random phantom volume ``(size, size, slices)`` and its simulated low-quality partner.
-
-    Returns ``(lq, hq, pixel_mm, params)``: float32 arrays in physical units (slices along the last
-    axis), the in-plane pixel size and the simulation parameters used.
-    """
-    from monai_tat.demo.phantoms import phantom_volume
-    from monai_tat.transforms import simulator_for_task
-
-    cfg = TASK_SETTINGS[task]
-    pixel_mm = float(rng.uniform(*cfg["pixel_mm"]))
-    hq = phantom_volume(rng, task, (size, size, slices), pixel_mm=pixel_mm, z_extent=min(0.5, 0.06 * slices))
-    seed = int(rng.integers(0, 2**31 - 1))
-    if task == "ct":
-        params = {"dose_fraction": float(rng.uniform(*cfg["dose_fraction"])), "pixel_spacing_mm": pixel_mm,
-                  "incident_photons_per_mm2": float(np.exp(rng.uniform(*np.log(cfg["incident_photons_per_mm2"]))))}
-    elif task == "pet":
-        params = {"dose_reduction_factor": float(rng.uniform(*cfg["dose_reduction_factor"])),
-                  "counts_per_suv_pixel": float(rng.uniform(*cfg["counts_per_suv_pixel"]))}
-    else:
-        params = {"factor": cfg["factor"]}
-    lq = np.asarray(simulator_for_task(task, seed=seed, **params)(hq[None]))[0]
-    return lq.astype(np.float32), hq.astype(np.float32), pixel_mm, params
-
-
 def write_phantom_datalist(folder: Path, per_task: int, seed: int, size_scale: float = 1.0, slices: int = 8,
                            validation_per_task: int = 1, testing_per_task: int = 2) -> Path:
-    """Write phantom pairs as NIfTI and ``folder/datalist.json`` (kept and reused when it exists).
+    """Write phantom pairs (:func:`pair_simulation.phantom_pair`) as NIfTI and ``folder/datalist.json``
+    (kept and reused when it exists with the same settings).
 
     ``training`` and ``validation`` use ``seed``; ``testing`` (held out) uses ``seed + 1000``.
     """
-    from monai.data import MetaTensor
-
     from monai_tat.data.datalist import write_datalist
-    from monai_tat.io import write_volume
 
     datalist_path = folder / "datalist.json"
     settings = {"per_task": per_task, "seed": seed, "size_scale": size_scale, "slices": slices,
@@ -125,19 +91,18 @@ def write_phantom_datalist(folder: Path, per_task: int, seed: int, size_scale: f
     lists: dict[str, list[dict[str, str]]] = {"training": [], "validation": [], "testing": []}
     counts = {"training": per_task, "validation": validation_per_task, "testing": testing_per_task}
     for task in _TASKS:
-        size = max(32, int(round(TASK_SETTINGS[task]["size"] * size_scale / 8)) * 8)
+        size = max(32, int(round(PHANTOM_SIZE[task] * size_scale / 8)) * 8)
+        dtype = "float32" if task == "pet" else "int16"
         start = time.time()
         for split, count in counts.items():
             rng = np.random.default_rng([seed + (1000 if split == "testing" else 0), _TASKS.index(task),
                                          list(counts).index(split)])
             for n in range(count):
-                lq, hq, pixel_mm, _ = simulate_pair(task, rng, size, slices)
-                affine = torch.diag(torch.tensor([pixel_mm, pixel_mm, 3.0, 1.0], dtype=torch.float64))
+                hq, lq, affine, _ = sim.phantom_pair(task, size, slices, rng)
                 item = {"task": task}
                 for key, array in (("image", lq), ("label", hq)):
                     rel = f"{task}/{split}_{n:03d}_{'lq' if key == 'image' else 'hq'}.nii.gz"
-                    (folder / task).mkdir(parents=True, exist_ok=True)
-                    write_volume(MetaTensor(torch.from_numpy(array), affine=affine), folder / rel, overwrite=True)
+                    sim.write_nifti(array, affine, folder / rel, dtype)
                     item[key] = rel
                 lists[split].append(item)
         _log(f"phantoms {task}: {sum(counts.values())} volumes of {size}x{size}x{slices} in {time.time() - start:.1f} s")
@@ -270,6 +235,7 @@ def _write_average(weights: list[str], work: Path) -> list[dict[str, str]]:
 
 
 def _default_bundles_dir() -> Path:
+    """The bundles of the checkout that holds this recipe (``recipes/demo_weights/`` -> ``bundles/``)."""
     return Path(__file__).resolve().parents[2] / "bundles"
 
 
@@ -288,7 +254,7 @@ def _task_samples(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m monai_tat.demo.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python recipes/demo_weights/train.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=tuple(BUNDLES), required=True)
     p.add_argument("--out", required=True, help="folder for <model>_demo.safetensors and its metrics")
     p.add_argument("--datalist", nargs="*", default=[], help="prepared datalist JSON file(s) of real data")
@@ -318,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.average is not None and (not args.export_only or len(args.average) < 2):
         p.error("--average takes two or more weights files and needs --export-only")
+    if not args.export_only and importlib.util.find_spec("tensorboard") is None:
+        # train.json logs to TensorBoard, a training-only extra of monai-tat
+        p.error('training logs to TensorBoard, which is not installed: install the training extra '
+                '(pip install -e ".[train]" in a checkout, or pip install "monai-tat[train]")')
     samples = _task_samples(p, args.task_samples) if args.task_samples else args.samples_per_task
     batch = sum(samples.values()) if isinstance(samples, dict) else 3 * samples
 
@@ -376,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     info = {"iterations": iterations, "stopped_at": stopped_at, "wall_s_this_run": round(wall, 1), "patch": patch,
             "batch": batch, **({"task_samples": samples} if isinstance(samples, dict) else {}), "learning_rate": args.lr, "seed": args.seed,
             "datalists": [Path(d).name if d == str(phantoms) else d for d in datalists],
-            "simulation": TASK_SETTINGS, "network": size,
-            "command": "python -m monai_tat.demo.train " + " ".join(argv if argv is not None else []),
+            "simulation": sim.SETTINGS, "network": size,
+            "command": "python recipes/demo_weights/train.py " + " ".join(argv if argv is not None else []),
             **({"averaged_from": averaged_from} if averaged_from else {})}
     _export(model, work, Path(args.out), size, info, None if (args.no_bundles or quick) else bundle_dir)
 

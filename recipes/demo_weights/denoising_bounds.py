@@ -15,7 +15,7 @@ A network that gains less than these on a volume under-smooths it; a target far 
 asks the network to beat the best linear filter by that margin. Command (held-out PET pairs of the
 training cache)::
 
-    python -m monai_tat.demo.denoising_bounds CACHE/heldout/lq/pet_pyradiomics_brain2.nii.gz \\
+    python recipes/demo_weights/denoising_bounds.py CACHE/heldout/lq/pet_pyradiomics_brain2.nii.gz \\
         CACHE/heldout/hq/pet_pyradiomics_brain2.nii.gz --task pet [--restored restored.nii.gz]
 """
 
@@ -99,7 +99,7 @@ def denoising_bounds(low_quality: np.ndarray, reference: np.ndarray, task: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m monai_tat.demo.denoising_bounds", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python recipes/demo_weights/denoising_bounds.py", description=__doc__.split("\n")[0])
     parser.add_argument("low_quality")
     parser.add_argument("reference")
     parser.add_argument("--task", required=True, choices=("ct", "pet"))

@@ -1,4 +1,4 @@
-"""Read the fetched real images (:mod:`monai_tat.demo.real_sources`) into volumes with geometry.
+"""Read the fetched real images (:mod:`real_sources`) into volumes with geometry.
 
 Every image becomes an :class:`AnatomyVolume`: an ``(I, J, K)`` float32 array in physical units
 (HU for CT, scanner signal for MRI) with its slices along the last axis, a RAS affine, the subject
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_tat.demo.real_sources import source_files
+from real_sources import source_files
 from monai_tat.io import axial_axis, read_volume
 
 __all__ = ["AnatomyVolume", "load_anatomy", "unpack_mosaic", "mosaic_affine", "slices_last"]
@@ -36,7 +36,7 @@ class AnatomyVolume:
         affine: 4x4 RAS affine of ``array``.
         region: ``"body"`` or ``"head"`` (CT); ``"brain"`` or ``"body"`` (MRI: only brains make PET maps).
         contrast: MRI ``"t1"`` or ``"t2"`` (T2, PD, b0); ``""`` for CT.
-        skull_margin_mm: see :func:`monai_tat.demo.pet_from_anatomy.mri_tissue_labels`.
+        skull_margin_mm: see :func:`pet_from_anatomy.mri_tissue_labels`.
         independent_slices: the slices are far apart (or one): no blur or resampling across them.
         slice_thickness_mm: reconstructed slice thickness (CT noise level).
         description: what it is.

@@ -14,29 +14,48 @@ Each task's pair follows the same imaging chain for the reference (``hq``) and t
 
 Strength is drawn around the papers' settings unless given: CT dose fraction 0.15-0.35 (quarter
 dose) of a full-dose fluence 0.3-1.5 times the scan's own (real scans: the fluence at which the
-simulator's full-dose noise equals the scan's measured noise) or the simulator's default (phantoms); PET dose reduction factor 8-16 (DRF 12) and a count level of 0.6-1.6 times the default for
-the voxel size; MRI factor 4.
+simulator's full-dose noise equals the scan's measured noise); PET dose reduction factor 8-16
+(DRF 12) and a count level of 0.6-1.6 times the package's level for the voxel size
+(:func:`monai_tat.transforms.simulators.geometry_arguments`); MRI factor 4.
+
+Phantoms (:func:`phantom_pair`, used by both ``prepare_data.py`` and ``train.py``) go through the
+same chain: a stack of procedural phantom slices (:func:`monai_tat.demo.phantoms.phantom_slice`)
+with a drawn pixel size, CT at a full-dose fluence of 2e4-1.5e5 photons / mm^2 (the phantoms are
+smaller and attenuate less than an adult abdomen, so this lower fluence gives them clinical
+quarter-dose noise).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from monai_tat.demo.phantoms import phantom_slice
 from monai_tat.io import atomic_write
-from monai_tat.transforms import KSpaceTruncation, LowCountPET, LowDoseCT
 from monai_tat.tasks import get_task
+from monai_tat.transforms import KSpaceTruncation, LowCountPET, LowDoseCT
+from monai_tat.transforms.simulators import geometry_arguments
 
-__all__ = ["CT_RANGES", "PET_RANGES", "MRI_RANGES", "ct_pair", "pet_pair", "mri_pair", "write_nifti", "pet_counts"]
+__all__ = ["CT_RANGES", "PET_RANGES", "MRI_RANGES", "PHANTOM_PIXEL_MM", "PHANTOM_CT_FLUENCE", "SETTINGS",
+           "ct_pair", "pet_pair", "mri_pair", "pet_counts", "phantom_volume", "phantom_fluence_scale",
+           "phantom_pair", "write_nifti"]
 
 CT_RANGES = {"dose_fraction": (0.15, 0.35), "fluence_scale": (0.3, 1.5)}
 PET_RANGES = {"dose_reduction_factor": (8.0, 16.0), "count_scale": (0.6, 1.6)}
 MRI_RANGES = {"p995_level": (2000.0, 3500.0)}
-_CT_DEFAULT_FLUENCE = 8.0e5  # LowDoseCT's default incident photons per mm^2 and view
-_PET_REFERENCE_VOXEL_MM3 = 64.0  # LowCountPET's default count level is for 4 mm voxels
+#: In-plane pixel size (mm) drawn for each task's phantoms.
+PHANTOM_PIXEL_MM = {"ct": (0.6, 1.4), "pet": (2.5, 4.5), "mri": (0.8, 1.2)}
+#: Full-dose fluence (photons / mm^2 per view, log-uniform) of the CT phantoms.
+PHANTOM_CT_FLUENCE = (2.0e4, 1.5e5)
+#: The strength ranges of every pair, as recorded with the trained weights.
+SETTINGS = {"ct": CT_RANGES, "pet": PET_RANGES, "mri": MRI_RANGES,
+            "phantoms": {"pixel_mm": PHANTOM_PIXEL_MM, "ct_fluence": PHANTOM_CT_FLUENCE}}
+# The package's default full-dose fluence, the base of ``fluence_scale`` when no scan fluence is given.
+_CT_DEFAULT_FLUENCE = float(inspect.signature(LowDoseCT).parameters["incident_photons_per_mm2"].default)
 
 
 def _draw(rng: np.random.Generator, value: float | None, bounds: tuple[float, float], log: bool = False) -> float:
@@ -79,9 +98,10 @@ def ct_pair(
 
 
 def pet_counts(spacing: tuple[float, float, float], independent_slices: bool) -> float:
-    """LowCountPET's count level for a voxel size: the default scaled by the voxel volume."""
-    depth = spacing[0] if independent_slices else spacing[2]
-    return 200.0 * spacing[0] * spacing[1] * depth / _PET_REFERENCE_VOXEL_MM3
+    """LowCountPET's count level for a voxel size ``(I, J, K)`` in mm (the package's rule); independent
+    slices count as cubes of their first pixel size."""
+    slice_mm = None if independent_slices else spacing[2]
+    return geometry_arguments("pet", spacing[:2], slice_mm)["counts_per_suv_pixel"]
 
 
 def pet_pair(
@@ -110,6 +130,40 @@ def mri_pair(
     lq = np.asarray(KSpaceTruncation(k)(hq[None]))[0]
     lq = np.clip(np.round(lq), 0.0, 4095.0).astype(np.float32)
     return hq, lq, {"p995_level": level, "gain": gain, "factor": k}
+
+
+def phantom_volume(task: str, size: int, slices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
+    """A stack of ``slices`` independent ``size x size`` phantom slices of ``task`` in physical units.
+
+    Returns ``(array (I, J, K) float32, RAS affine (4, 4), {"pixel_mm": ...})``; the pixel size is
+    drawn from :data:`PHANTOM_PIXEL_MM`, slices are 3 mm apart (PET: cubic voxels).
+    """
+    pixel = float(rng.uniform(*PHANTOM_PIXEL_MM[task]))
+    # phantom rows run anterior -> posterior: they become the J axis
+    stack = np.stack([phantom_slice(rng, task, (size, size), pixel_mm=pixel).T for _ in range(slices)], axis=-1)
+    affine = np.diag([-pixel, -pixel, 3.0 if task != "pet" else pixel, 1.0])
+    return stack.astype(np.float32), affine, {"pixel_mm": pixel}
+
+
+def phantom_fluence_scale(rng: np.random.Generator) -> float:
+    """A CT phantom's full-dose fluence (:data:`PHANTOM_CT_FLUENCE`, log-uniform) relative to the package's default."""
+    low, high = (f / _CT_DEFAULT_FLUENCE for f in PHANTOM_CT_FLUENCE)
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def phantom_pair(task: str, size: int, slices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(hq, lq, affine, params)`` of a random phantom volume of ``task``: the reference gets full-dose
+    noise (CT, PET) and the low-quality partner the same chain as real images (:func:`ct_pair`,
+    :func:`pet_pair`, :func:`mri_pair`)."""
+    array, affine, params = phantom_volume(task, size, slices, rng)
+    spacing = tuple(float(np.linalg.norm(affine[:3, a])) for a in range(3))
+    if task == "ct":
+        hq, lq, p = ct_pair(array, spacing[0], 3.0, rng, noisy_input=False, fluence_scale=phantom_fluence_scale(rng))
+    elif task == "pet":
+        hq, lq, p = pet_pair(array, spacing, rng, independent_slices=True)
+    else:
+        hq, lq, p = mri_pair(array, rng)
+    return hq, lq, affine, {**params, **p}
 
 
 def write_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, dtype: str = "float32",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from monai_tat.demo.denoising_bounds import denoising_bounds, main, oracle_wiener
+from denoising_bounds import denoising_bounds, main, oracle_wiener
 from monai_tat.errors import UserInputError
 
 

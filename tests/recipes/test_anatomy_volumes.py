@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monai_tat.demo.anatomy_volumes import mosaic_affine, slices_last, unpack_mosaic
+from anatomy_volumes import mosaic_affine, slices_last, unpack_mosaic
 
 
 def test_mosaic_tiles_become_slices_in_order():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monai_tat.demo.pair_simulation import ct_pair, mri_pair, pet_counts, pet_pair, write_nifti
+from pair_simulation import PHANTOM_PIXEL_MM, ct_pair, mri_pair, pet_counts, pet_pair, phantom_pair, write_nifti
 from monai_tat.io import read_volume
 from monai_tat.transforms import KSpaceTruncation
+from monai_tat.transforms.simulators import geometry_arguments
 
 
 def _disc(n: int, inside: float, outside: float) -> np.ndarray:
@@ -39,6 +40,8 @@ def test_pet_pair_keeps_the_mean_and_the_reference_has_full_dose_noise():
     assert params["counts_per_suv_pixel"] == pytest.approx(200.0 * params["count_scale"])
     assert pet_counts((2.0, 2.0, 4.0), False) == pytest.approx(50.0)  # smaller voxels, fewer counts
     assert pet_counts((2.0, 2.0, 50.0), True) == pytest.approx(25.0)  # independent slices: cubic voxels
+    # the count level is the package's rule, not a copy of it
+    assert pet_counts((3.0, 2.5, 5.0), False) == geometry_arguments("pet", (3.0, 2.5), 5.0)["counts_per_suv_pixel"]
 
 
 def test_mri_pair_is_12_bit_integer_and_lq_is_the_truncated_reference():
@@ -62,3 +65,17 @@ def test_nifti_keeps_geometry_values_and_integer_storage(tmp_path):
     import nibabel as nib
 
     assert nib.load(str(path)).get_data_dtype() == np.int16
+
+
+@pytest.mark.parametrize("task", ["ct", "pet", "mri"])
+def test_phantom_pair_is_one_chain_with_drawn_geometry(task):
+    hq, lq, affine, params = phantom_pair(task, 32, 2, np.random.default_rng(5))
+    assert hq.shape == lq.shape == (32, 32, 2) and np.isfinite(lq).all()
+    pixel = abs(float(affine[0, 0]))
+    assert PHANTOM_PIXEL_MM[task][0] <= pixel <= PHANTOM_PIXEL_MM[task][1] and params["pixel_mm"] == pixel
+    assert not np.array_equal(hq, lq)
+    if task == "ct":
+        assert params["hq_noise_added"] and np.array_equal(hq, np.round(hq))
+    # the same generator state gives the same pair (the datalists are reproducible)
+    again = phantom_pair(task, 32, 2, np.random.default_rng(5))
+    np.testing.assert_array_equal(again[1], lq)

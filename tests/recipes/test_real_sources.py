@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from monai_tat.demo import real_sources
-from monai_tat.demo.real_sources import Source, fetch_sources, source_files, sources_markdown, sources_table
+import real_sources
+from real_sources import Source, fetch_sources, source_files, sources_markdown, sources_table
 
 
 def test_licence_is_read_from_package_metadata():
