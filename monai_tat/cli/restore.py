@@ -9,6 +9,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from monai_tat.cli.restore_batch import add_batch_arguments, run_batch
 from monai_tat.errors import UserInputError
 from monai_tat.tasks import TASK_SPECS, TASKS, get_task
 
@@ -39,12 +40,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "restore",
         help="restore a volume (low-dose CT, low-count PET, MRI super-resolution)",
         description="Restore a 2D image or 3D volume slice by slice and write it with the input's geometry. "
-        "Inputs: NIfTI, NRRD, MHA, a DICOM file or series folder (PET DICOM is converted to SUV). "
-        "Outputs: .nii.gz, .nii, .nrrd, .mha. Voxels outside the model range of a fixed-range task "
+        "Inputs: NIfTI, NRRD, MHA, a DICOM file or series folder (PET DICOM is converted to SUV); or many of them "
+        "(a folder, a list file or a MONAI datalist). "
+        "Outputs: .nii.gz, .nii, .nrrd, .mha, or with --format dicom a new DICOM series of the input's study. "
+        "Voxels outside the model range of a fixed-range task "
         f"({_model_ranges_text()}) keep their input values.",
     )
-    p.add_argument("input", help="input image file, DICOM file or DICOM series folder")
-    p.add_argument("output", help="output file (.nii.gz, .nii, .nrrd or .mha); never the input")
+    p.add_argument("input", help="input image file, DICOM file or DICOM series folder; or a folder / list / datalist "
+                   "of them")
+    p.add_argument("output", help="output file (.nii.gz, .nii, .nrrd or .mha), or folder (--format dicom, several "
+                   "inputs); never the input")
+    p.add_argument("--format", default="auto", choices=("auto", "nii.gz", "nii", "nrrd", "mha", "dicom"),
+                   help="output format: auto (from the output suffix; nii.gz for several inputs) or dicom: a new "
+                   "series (new UIDs, same study, values in the input's units) from a DICOM input")
     p.add_argument("--task", default="auto", choices=(*TASKS, "auto"),
                    help="restoration task; auto reads the DICOM modality, then the intensities (default auto)")
     p.add_argument("--model", default="tat",
@@ -66,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_units_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_batch_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -102,8 +111,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from monai_tat.inference import check_restore_paths, restore_file
+    from monai_tat.inference.batch import is_batch_source
 
-    check_restore_paths(args.input, args.output, overwrite=args.overwrite)
+    if is_batch_source(args.input):
+        return run_batch(args)
+    if args.num_parts != 1 or args.part_id != 0:
+        raise UserInputError("--num-parts / --part-id split several inputs; give a folder, list file or datalist")
+    if args.skip_existing and Path(args.output).exists():
+        print(f"skipped {args.input}: {args.output} exists")
+        return 0
+    output_format = _single_output_format(args)
+    check_restore_paths(args.input, args.output, overwrite=args.overwrite, output_format=output_format)
     if args.preview is not None:
         _check_preview_path(Path(args.preview), args)
     overrides = {"weight_kg": args.patient_weight, "injected_dose_bq": args.injected_dose,
@@ -127,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             axis=args.axis, amp=args.amp, self_ensemble=args.self_ensemble,
             kspace_consistency=args.kspace_consistency, suv_overrides={k: v for k, v in overrides.items() if v is not None},
             suv_factor=args.suv_factor, rescale_intercept=args.rescale_intercept,
-            overwrite=args.overwrite, progress=progress, on_task=remember_task,
+            overwrite=args.overwrite, progress=progress, on_task=remember_task, output_format=output_format,
         )
     except BaseException:
         if bar is not None:
@@ -147,6 +165,18 @@ def run(args: argparse.Namespace) -> int:
     details = ", ".join([result.task, result.network, str(result.device), *extras])
     print(f"restored {args.input} -> {args.output} ({details})")
     return 0
+
+
+def _single_output_format(args: argparse.Namespace) -> str:
+    """``restore_file``'s output_format for one input: "dicom", or "auto" when --format agrees with the suffix."""
+    from monai_tat.io import image_suffix
+
+    if args.format in ("auto", "dicom"):
+        return args.format
+    if image_suffix(args.output) != f".{args.format}":
+        raise UserInputError(f"--format {args.format} does not match the output {args.output}; "
+                             f"name it *.{args.format} or leave --format auto")
+    return "auto"
 
 
 def _check_preview_path(preview: Path, args: argparse.Namespace) -> None:

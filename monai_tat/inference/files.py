@@ -1,5 +1,8 @@
 """Restore a file on disk: check paths, read, restore, write atomically. The one file-to-file path.
 
+The output is an image file (NIfTI / NRRD / MHA, by its suffix) or, with ``output_format="dicom"``,
+a new DICOM series folder derived from a DICOM input (:func:`monai_tat.io.write_dicom_series`).
+
 The ``monai-tat restore`` command and the Slicer module's background script both call
 :func:`restore_file`; they only add their own way of showing progress.
 """
@@ -21,11 +24,18 @@ from monai_tat.inference.engine import CancelSignal, ProgressCallback, restore_v
 from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode
 from monai_tat.inference.models import load_model, model_path
 from monai_tat.inference.tasks import resolve_task
+from monai_tat.inference.provenance import weights_sha256
 from monai_tat.inference.units import input_units, task_given_conversion
 from monai_tat.io import check_output_path, image_suffix, read_volume, write_volume
+from monai_tat.io.atomic_folder import check_output_folder
+from monai_tat.io.dicom import is_dicom_file
+from monai_tat.io.dicom_write import write_dicom_series
 from monai_tat.io.volume import OUTPUT_SUFFIXES
 
-__all__ = ["restore_file", "check_restore_paths", "RestoredFile"]
+__all__ = ["restore_file", "check_restore_paths", "RestoredFile", "OUTPUT_FORMATS"]
+
+#: ``output_format`` values: "auto" (an image file, format from the suffix) or "dicom" (a series folder).
+OUTPUT_FORMATS = ("auto", "dicom")
 
 StatusCallback = Callable[[str], None]
 
@@ -42,9 +52,12 @@ class RestoredFile:
     device: torch.device
 
 
-def check_restore_paths(input_path: str | Path, output_path: str | Path, *, overwrite: bool = False) -> Path:
+def check_restore_paths(
+    input_path: str | Path, output_path: str | Path, *, overwrite: bool = False, output_format: str = "auto"
+) -> Path:
     """Refuse an input that does not exist, or an output that is the input, has an unsupported
-    suffix, exists (without ``overwrite``) or cannot be written.
+    suffix, exists (without ``overwrite``) or cannot be written; for ``output_format="dicom"``, an
+    input that is not DICOM or an output folder that cannot be created.
 
     Called before any computation so that a mistake costs nothing.
     """
@@ -52,6 +65,15 @@ def check_restore_paths(input_path: str | Path, output_path: str | Path, *, over
     if not source.exists():
         raise UserInputError(f"input volume not found: {source}; choose an existing image file or DICOM folder")
     out = Path(output_path)
+    if output_format not in OUTPUT_FORMATS:
+        raise UserInputError(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+    if output_format == "dicom":
+        if not (source.is_dir() or is_dicom_file(source)):
+            raise UserInputError(
+                f"{source} is not DICOM: a DICOM series is written only from a DICOM input, whose patient, study and "
+                "geometry it keeps (none is invented); write a NIfTI / NRRD / MHA file instead"
+            )
+        return check_output_folder(out, overwrite=overwrite, inputs=[source])
     if image_suffix(out) not in OUTPUT_SUFFIXES:
         raise UserInputError(f"output {out} must end in one of {', '.join(OUTPUT_SUFFIXES)}")
     return check_output_path(out, overwrite=overwrite, inputs=[source])
@@ -77,8 +99,9 @@ def restore_file(
     cancel: CancelSignal = None,
     status: StatusCallback | None = None,
     on_task: Callable[[str], None] | None = None,
+    output_format: str = "auto",
 ) -> RestoredFile:
-    """Restore the image at ``input_path`` into ``output_path`` (NIfTI / NRRD / MHA), geometry kept.
+    """Restore the image at ``input_path`` into ``output_path`` (NIfTI / NRRD / MHA, or a DICOM series), geometry kept.
 
     Args:
         input_path: NIfTI, NRRD, MHA, a DICOM file or series folder (PET DICOM read in SUV).
@@ -96,12 +119,16 @@ def restore_file(
             written in the input's units.
         status: called with a short text before each step (reading, loading, restoring, writing).
         on_task: called with the resolved task before the first slice is restored.
+        output_format: "auto" (an image file, format from the suffix of ``output_path``) or
+            "dicom": ``output_path`` is a new folder holding a DICOM series derived from the input
+            series (same study and frame of reference, values back in the input's units), see
+            :func:`monai_tat.io.write_dicom_series`. DICOM output needs a DICOM input.
 
     Returns:
         A :class:`RestoredFile`. Nothing is written when anything fails or is cancelled.
     """
     report = status or (lambda text: None)
-    check_restore_paths(input_path, output_path, overwrite=overwrite)
+    check_restore_paths(input_path, output_path, overwrite=overwrite, output_format=output_format)
     if not isinstance(model, nn.Module):
         model_path(model)  # a missing checkpoint is reported before the volume is read
     if batch_size is not None and int(batch_size) < 1:
@@ -125,7 +152,11 @@ def restore_file(
         suv_factor=suv_factor, rescale_intercept=rescale_intercept,
     )
     report(f"writing {output_path}")
-    out = write_volume(restored, output_path, overwrite=overwrite)
+    if output_format == "dicom":
+        out = write_dicom_series(restored, output_path, weights_sha256=weights_sha256(model),
+                                 network=type(model).__name__, task=resolved_task, overwrite=overwrite)
+    else:
+        out = write_volume(restored, output_path, overwrite=overwrite)
     return RestoredFile(Path(out), image, restored, resolved_task, type(model).__name__, dev)
 
 

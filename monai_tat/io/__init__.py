@@ -1,5 +1,5 @@
 """Reading and writing images with geometry (NIfTI, NRRD, MHA, DICOM series; PET in SUV), DICOM header
-parsing (rescale, SUV factor), checkpoints, and the one atomic writer.
+parsing (rescale, SUV factor), derived DICOM series out, checkpoints, and the atomic writers.
 
 Example::
 
@@ -19,6 +19,8 @@ _EXPORTS = {
     "atomic_write": "atomic",
     "check_output_path": "atomic",
     "same_file": "atomic",
+    "atomic_write_folder": "atomic_folder",
+    "check_output_folder": "atomic_folder",
     "read_checkpoint": "checkpoint",
     "rescale_to_physical": "dicom_rescale",
     "affine_from_itk": "geometry",
@@ -30,6 +32,7 @@ _EXPORTS = {
     "image_suffix": "volume",
     "read_volume": "volume",
     "write_volume": "volume",
+    "write_dicom_series": "dicom_write",
 }
 
 
@@ -51,7 +54,9 @@ __all__ = [
     "affine_from_itk",
     "as_meta_tensor",
     "atomic_write",
+    "atomic_write_folder",
     "axial_axis",
+    "check_output_folder",
     "check_output_path",
     "image_suffix",
     "itk_from_affine",
@@ -60,5 +65,6 @@ __all__ = [
     "rescale_to_physical",
     "same_file",
     "suv_factor_from_dicom",
+    "write_dicom_series",
     "write_volume",
 ]

@@ -41,7 +41,7 @@ __all__ = [
     "IncompleteFileError",
     "DISK_FULL_BYTES",
     "quick_image_check",
-    "check_output_folder",
+    "check_writable_folder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ def check_output_path(
     return out
 
 
-def check_output_folder(folder: str | Path, *, create: bool = True) -> Path:
+def check_writable_folder(folder: str | Path, *, create: bool = True) -> Path:
     """Make sure files can be written into ``folder`` (created when missing and ``create``), before any work.
 
     Raises:

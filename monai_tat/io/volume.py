@@ -53,7 +53,9 @@ def read_volume(path: str | Path, *, suv_overrides: dict[str, Any] | None = None
     Returns:
         MetaTensor with meta ``affine`` (RAS, 4x4), ``spacing`` (mm per array axis),
         ``filename_or_obj``, ``modality`` ("CT", "PT", "MR" or None when unknown) and ``units``
-        ("HU", "SUV" or None).
+        ("HU", "SUV" or None). A DICOM input also records ``dicom_files`` (its files, in the order
+        of the last array axis) and ``suv_factor`` (what the rescaled values were multiplied by;
+        1 except PET), which :func:`monai_tat.io.write_dicom_series` needs to write a derived series.
 
     Raises:
         UserInputError: missing, empty or unreadable file; 4D or multi-component image; no voxels.
@@ -63,8 +65,9 @@ def read_volume(path: str | Path, *, suv_overrides: dict[str, Any] | None = None
         raise UserInputError(f"input not found: {p}")
     if p.is_file() and p.stat().st_size == 0:
         raise UserInputError(f"input {p} is an empty file (0 bytes)")
+    dicom_files: list[str] | None = None
     if p.is_dir() or is_dicom_file(p):
-        image, modality, factor = _read_dicom(p, suv_overrides)
+        image, modality, factor, dicom_files = _read_dicom(p, suv_overrides)
     elif image_suffix(p) in (".nii", ".nii.gz"):
         image, modality, factor = None, None, 1.0
         array, affine = _read_nifti(p)
@@ -82,6 +85,9 @@ def read_volume(path: str | Path, *, suv_overrides: dict[str, Any] | None = None
         "units": physical_units(modality),
         "original_channel_dim": "no_channel",
     }
+    if dicom_files is not None:
+        meta["dicom_files"] = dicom_files
+        meta["suv_factor"] = float(factor)
     return MetaTensor(torch.from_numpy(array), affine=torch.as_tensor(affine, dtype=torch.float64), meta=meta)
 
 
@@ -131,8 +137,10 @@ def _read_nifti(p: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(array, dtype=np.float32), np.asarray(nifti.affine, dtype=np.float64)
 
 
-def _read_dicom(p: Path, suv_overrides: dict[str, Any] | None) -> tuple[sitk.Image, str | None, float]:
-    """Read a DICOM series; return the image, its modality and the factor to physical units."""
+def _read_dicom(
+    p: Path, suv_overrides: dict[str, Any] | None
+) -> tuple[sitk.Image, str | None, float, list[str]]:
+    """Read a DICOM series; return the image, its modality, the factor to physical units and its files."""
     files = dicom_series_files(p)
     header = read_dicom_header(files[0])
     modality = str(getattr(header, "Modality", "") or "").upper() or None
@@ -153,7 +161,7 @@ def _read_dicom(p: Path, suv_overrides: dict[str, Any] | None) -> tuple[sitk.Ima
 
         # All files: the scan reference time rule needs the earliest acquisition time of the series.
         factor = float(suv_factor_from_dicom(files, **(suv_overrides or {})))
-    return image, modality, factor
+    return image, modality, factor, list(files)
 
 
 def _check_shape(p: Path, size: tuple[int, ...], components: int) -> None:

@@ -25,7 +25,7 @@ from monai_tat.io.atomic import (
     IncompleteFileError,
     atomic_publish_dir,
     atomic_write,
-    check_output_folder,
+    check_writable_folder,
     check_output_path,
     quick_image_check,
     remove_stale_partials,
@@ -132,8 +132,8 @@ def test_unwritable_folder_is_refused_by_a_probe(tmp_path):
     with pytest.raises(UserInputError, match="not writable"):
         check_output_path("/proc/out.nii.gz")
     with pytest.raises(UserInputError, match="cannot create|not writable"):
-        check_output_folder("/proc/restored")
-    assert check_output_folder(tmp_path / "a" / "b").is_dir()
+        check_writable_folder("/proc/restored")
+    assert check_writable_folder(tmp_path / "a" / "b").is_dir()
     assert _names(tmp_path / "a" / "b") == []  # the probe is gone
 
 

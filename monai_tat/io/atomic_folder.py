@@ -1,0 +1,92 @@
+"""Publishing a whole folder atomically (a DICOM series): write beside it, verify, then rename.
+
+The file counterpart is :func:`monai_tat.io.atomic.atomic_write`; this module adds the folder case
+without changing that API. A reader (a PACS import, a file watcher, a resumed batch run) sees
+either no folder or the complete, verified one: never a series with slices missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from monai_tat.errors import UserInputError
+from monai_tat.io.atomic import same_file
+
+__all__ = ["check_output_folder", "atomic_write_folder"]
+
+
+def check_output_folder(
+    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> Path:
+    """Validate a folder to be created by :func:`atomic_write_folder`; return it as a Path.
+
+    Raises:
+        UserInputError: the folder is one of ``inputs``, inside one or holds one; it is a file;
+            it exists without ``overwrite``; or its parent is missing or not writable.
+    """
+    out = Path(path)
+    for source in inputs:
+        source = Path(source)
+        if same_file(out, source):
+            raise UserInputError(f"output folder {out} is the input {source}; choose another output folder")
+        resolved, source_resolved = out.resolve(), source.resolve()
+        if source.is_dir() and resolved.is_relative_to(source_resolved):
+            raise UserInputError(f"output folder {out} is inside the input folder {source}; choose a folder outside it")
+        if source_resolved.is_relative_to(resolved):
+            raise UserInputError(f"output folder {out} holds the input {source}; choose another output folder")
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"output {out} is a file, not a folder; choose a folder name for the DICOM series")
+    if out.exists() and not overwrite:
+        raise UserInputError(
+            f"output folder {out} exists; remove it, choose another name or allow overwriting", setting="overwrite"
+        )
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserInputError(f"folder {parent} (where {out.name} would be created) does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserInputError(f"folder {parent} is not writable; choose another output folder")
+    return out
+
+
+def atomic_write_folder(
+    path: str | Path,
+    write: Callable[[Path], None],
+    *,
+    verify: Callable[[Path], None] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Fill a temporary folder beside ``path`` with ``write(tmp)``, check it (``verify(tmp)``), rename it to ``path``.
+
+    ``verify`` reads what was written and raises when anything is wrong; the folder is then never
+    published. With ``overwrite``, an existing folder is moved aside first and deleted only after
+    the new one is in place, so a failure at any step leaves the previous folder (or nothing).
+    On any error, or on KeyboardInterrupt, the temporary folder is removed.
+    """
+    out = check_output_folder(path, overwrite=overwrite)
+    token = uuid.uuid4().hex[:8]
+    tmp = out.with_name(f".{out.name}.{token}.partial")
+    old = out.with_name(f".{out.name}.{token}.replaced")
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if not any(tmp.iterdir()):
+            raise UserInputError(f"writing {out} produced no file")
+        if verify is not None:
+            verify(tmp)
+        if out.exists():
+            os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            if old.exists() and not out.exists():
+                os.replace(old, out)  # put the previous folder back
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return out
