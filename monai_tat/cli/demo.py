@@ -127,11 +127,8 @@ def write_png(path: Path, task: str, low: np.ndarray, restored: np.ndarray, refe
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0."""
-    from monai_tat.demo.samples import make_sample, real_ct_sample
     from monai_tat.errors import UserInputError
-    from monai_tat.inference import load_model, restore_volume
-    from monai_tat.io import check_output_path, write_volume
-    from monai_tat.metrics import slice_metrics
+    from monai_tat.io.atomic import check_output_path
 
     if args.size < 32 or args.slices < 1:
         raise UserInputError(f"--size must be >= 32 and --slices >= 1, got {args.size} and {args.slices}")
@@ -143,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
     for case, _ in cases:  # refuse before any work is done
         for path in output_files(out, case):
             check_output_path(path, overwrite=args.overwrite)
+    # the heavy modules load only once the outputs are known to be writable
+    from monai_tat.demo.samples import make_sample, real_ct_sample
+    from monai_tat.inference import load_model, restore_volume
+    from monai_tat.io import write_volume
+    from monai_tat.metrics import slice_metrics
+
     model = load_model(args.model, device=args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {type(model).__name__} ({args.model}, {n_params / 1e6:.2f} M parameters); "

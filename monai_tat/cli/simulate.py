@@ -78,12 +78,23 @@ def _simulator_kwargs(args: argparse.Namespace) -> dict[str, float]:
     return {} if value is None else {name: value}
 
 
+def _check_split(split: tuple[float, float, float]) -> None:
+    from monai_tat.errors import UserInputError
+
+    if abs(sum(split) - 1.0) > 1e-3:
+        raise UserInputError(
+            f"--split fractions must add up to 1, got {' + '.join(f'{f:g}' for f in split)} = {sum(split):g} "
+            "(for example --split 0.8 0.1 0.1)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the paired dataset with a progress bar; print where the datalist is."""
     from tqdm import tqdm
 
     from monai_tat.data import build_paired_dataset
 
+    _check_split(args.split)
     kwargs = _simulator_kwargs(args)
     with tqdm(desc=f"simulating ({args.task})", unit="volume", disable=args.quiet, file=sys.stderr,
               leave=False) as bar:

@@ -9,8 +9,9 @@ Output layout under ``out_dir``::
                           "task": "ct" | "pet" | "mri", "patient": "<patient id>"}
 
 Splits are drawn per patient, so no patient's slices appear in two splits. Inputs are never
-modified; nothing existing is replaced unless ``overwrite=True``; every file is written
-atomically, the datalist last.
+modified; nothing existing is replaced unless ``overwrite=True``. The whole dataset is built in a
+hidden temporary folder and moved into place only when every pair and the datalist are written
+and verified: a bad input, a full disk or an interruption leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from monai_tat.data.split import SPLITS, split_patients
 from monai_tat.errors import UserInputError
 from monai_tat.io.volume import OUTPUT_SUFFIXES
 from monai_tat.io import axial_axis, check_output_path, image_suffix, read_volume, write_volume
+from monai_tat.io.atomic import atomic_publish_dir
 from monai_tat.io.dicom import dicom_series_files, is_dicom_file, read_dicom_header
 from monai_tat.tasks import check_task
 from monai_tat.transforms import simulator_for_task
@@ -97,40 +99,45 @@ def build_paired_dataset(
     targets = _plan_outputs(cases, out, suffix, overwrite)
     assignment = split_patients([c.patient for c in cases], split, seed)
 
-    lists: dict[str, list[dict[str, str]]] = {name: [] for name in SPLITS}
-    skipped: list[str] = []
-    for index, case in enumerate(cases):
-        lq_path, hq_path = targets[case.case]
-        if _write_pair(case, key, lq_path, hq_path, seed + index, simulator_kwargs, mri_slices,
-                       pet_air_threshold, overwrite):
-            lists[assignment[case.patient]].append(
-                {
-                    "image": lq_path.relative_to(out).as_posix(),
-                    "label": hq_path.relative_to(out).as_posix(),
-                    "task": key,
-                    "patient": case.patient,
-                }
-            )
-        else:
-            skipped.append(case.case)
-        if progress is not None:
-            progress(index + 1, len(cases))
+    def build(tmp: Path) -> None:
+        lists: dict[str, list[dict[str, str]]] = {name: [] for name in SPLITS}
+        skipped: list[str] = []
+        for index, case in enumerate(cases):
+            lq_path, hq_path = targets[case.case]
+            if _write_pair(case, key, tmp / lq_path.relative_to(out), tmp / hq_path.relative_to(out), seed + index,
+                           simulator_kwargs, mri_slices, pet_air_threshold):
+                lists[assignment[case.patient]].append(
+                    {
+                        "image": lq_path.relative_to(out).as_posix(),
+                        "label": hq_path.relative_to(out).as_posix(),
+                        "task": key,
+                        "patient": case.patient,
+                    }
+                )
+            else:
+                skipped.append(case.case)
+            if progress is not None:
+                progress(index + 1, len(cases))
 
-    datalist = {
-        "name": f"monai-tat paired {key}",
-        "description": "Low-quality images simulated from high-quality volumes by monai-tat; "
-        "image = low quality (network input), label = high quality (target).",
-        "task": key,
-        "tensorImageSize": "3D",
-        "simulation": {"simulator": type(simulator_for_task(key)).__name__, "seed": seed,
-                       "arguments": dict(simulator_kwargs or {})},
-        "skipped_air_only": skipped,
-        "numTraining": len(lists["training"]),
-        "numValidation": len(lists["validation"]),
-        "numTest": len(lists["testing"]),
-        **lists,
-    }
-    return write_datalist(out / "datalist.json", datalist, overwrite=overwrite)
+        datalist = {
+            "name": f"monai-tat paired {key}",
+            "description": "Low-quality images simulated from high-quality volumes by monai-tat; "
+            "image = low quality (network input), label = high quality (target).",
+            "task": key,
+            "tensorImageSize": "3D",
+            "simulation": {"simulator": type(simulator_for_task(key)).__name__, "seed": seed,
+                           "arguments": dict(simulator_kwargs or {})},
+            "skipped_air_only": skipped,
+            "numTraining": len(lists["training"]),
+            "numValidation": len(lists["validation"]),
+            "numTest": len(lists["testing"]),
+            **lists,
+        }
+        write_datalist(tmp / "datalist.json", datalist)
+
+    # the pairs and the datalist were verified as they were written
+    atomic_publish_dir(out, build, overwrite=overwrite, verify=False)
+    return out / "datalist.json"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,12 +208,17 @@ def _plan_outputs(cases: list[PairedCase], out: Path, suffix: str, overwrite: bo
             "or allow overwriting.",
             setting="overwrite",
         )
-    for sub in ("lq", "hq"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"output folder {out} is a file; choose a folder.")
+    out.parent.mkdir(parents=True, exist_ok=True)
     inputs = [c.source for c in cases]
+    if not out.exists():
+        check_output_path(out, inputs=inputs)  # its parent is writable: the dataset can be moved in
+        return targets
     for lq, hq in targets.values():
-        check_output_path(lq, overwrite=overwrite, inputs=inputs)
-        check_output_path(hq, overwrite=overwrite, inputs=inputs)
+        for path in (lq, hq):
+            if path.parent.is_dir():
+                check_output_path(path, overwrite=overwrite, inputs=inputs)
     check_output_path(out / "datalist.json", overwrite=overwrite, inputs=inputs)
     return targets
 
@@ -220,7 +232,6 @@ def _write_pair(
     simulator_kwargs: Mapping[str, Any] | None,
     mri_slices: int | None,
     pet_air_threshold: float | None,
-    overwrite: bool,
 ) -> bool:
     """Read, select slices, simulate, write LQ then HQ; False when a PET volume is air only."""
     volume = read_volume(case.source)
@@ -245,6 +256,8 @@ def _write_pair(
         lq = np.moveaxis(lq, -1, axis)
     meta = {k: v for k, v in volume.meta.items() if k != "affine"}
     lq_image = MetaTensor(torch.from_numpy(np.ascontiguousarray(lq, dtype=np.float32)), affine=volume.affine, meta=meta)
-    write_volume(lq_image, lq_path, overwrite=overwrite)
-    write_volume(volume, hq_path, overwrite=overwrite)
+    lq_path.parent.mkdir(parents=True, exist_ok=True)
+    hq_path.parent.mkdir(parents=True, exist_ok=True)
+    write_volume(lq_image, lq_path)
+    write_volume(volume, hq_path)
     return True

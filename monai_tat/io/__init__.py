@@ -10,14 +10,44 @@ Example::
 
 from __future__ import annotations
 
-from monai_tat.io.atomic import atomic_write, check_output_path, same_file
-from monai_tat.io.atomic_folder import atomic_write_folder, check_output_folder
-from monai_tat.io.checkpoint import read_checkpoint
-from monai_tat.io.dicom_rescale import rescale_to_physical
-from monai_tat.io.geometry import affine_from_itk, axial_axis, itk_from_affine
-from monai_tat.io.suv import suv_factor_from_dicom
-from monai_tat.io.volume import OUTPUT_SUFFIXES, as_meta_tensor, image_suffix, read_volume, write_volume
-from monai_tat.io.dicom_write import write_dicom_series
+import importlib
+from typing import Any
+
+# Names load on first use, so that the path checks of ``monai_tat.io.atomic`` (run before any work)
+# do not wait for SimpleITK and MONAI to import.
+_EXPORTS = {
+    "atomic_write": "atomic",
+    "check_output_path": "atomic",
+    "same_file": "atomic",
+    "atomic_write_folder": "atomic_folder",
+    "check_output_folder": "atomic_folder",
+    "read_checkpoint": "checkpoint",
+    "rescale_to_physical": "dicom_rescale",
+    "affine_from_itk": "geometry",
+    "axial_axis": "geometry",
+    "itk_from_affine": "geometry",
+    "suv_factor_from_dicom": "suv",
+    "OUTPUT_SUFFIXES": "volume",
+    "as_meta_tensor": "volume",
+    "image_suffix": "volume",
+    "read_volume": "volume",
+    "write_volume": "volume",
+    "write_dicom_series": "dicom_write",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "OUTPUT_SUFFIXES",

@@ -8,6 +8,11 @@ geometry is handled by one library.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +103,7 @@ def _read_file(p: Path) -> sitk.Image:
         ) from err
     size = reader.GetSize()
     _check_shape(p, size, reader.GetNumberOfComponents())
+    _check_fits_in_memory(p, size, 2 * 4)  # the float32 image and its array copy
     reader.SetOutputPixelType(sitk.sitkFloat32)
     try:
         image = reader.Execute()
@@ -122,6 +128,8 @@ def _read_nifti(p: Path) -> tuple[np.ndarray, np.ndarray]:
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     _check_shape(p, shape, components)
+    _check_nifti_data_size(p, nifti, shape, dtype)
+    _check_fits_in_memory(p, shape, dtype.itemsize + 4)  # the stored values and their float32 copy
     try:
         array = np.asarray(nifti.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as err:
@@ -176,6 +184,54 @@ def _check_shape(p: Path, size: tuple[int, ...], components: int) -> None:
         raise UserInputError(f"{p} is empty: its size {tuple(size)} has no voxels")
 
 
+def _check_nifti_data_size(p: Path, nifti: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """An uncompressed NIfTI must hold the bytes its header claims (checked before allocating them)."""
+    if image_suffix(p) != ".nii":
+        return
+    offset = int(getattr(nifti.dataobj, "offset", 0) or 0)
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = p.stat().st_size
+    if have < need:
+        raise UserInputError(
+            f"{p} is truncated or its header is wrong: the header claims {'x'.join(map(str, shape))} voxels of "
+            f"{dtype} ({_bytes_text(need)}) but the file holds {_bytes_text(have)}; export the image again"
+        )
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the process can still allocate (MemAvailable on Linux; free physical pages elsewhere)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits_in_memory(p: Path, shape: tuple[int, ...], bytes_per_voxel: int) -> None:
+    """Refuse a header whose voxel count would not fit in memory, before anything is allocated."""
+    need = int(np.prod([int(s) for s in shape], dtype=np.int64)) * int(bytes_per_voxel)
+    available = available_memory_bytes()
+    if available is not None and need > available:
+        raise UserInputError(
+            f"{p} claims {'x'.join(str(int(s)) for s in shape)} voxels: reading it needs {_bytes_text(need)} of memory "
+            f"but {_bytes_text(available)} is available; check that the file is the image you meant (a damaged "
+            "header?) or crop it first"
+        )
+
+
+def _bytes_text(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def _array_from_itk(image: sitk.Image) -> np.ndarray:
     """Pixel array in ``[i, j(, k)]`` order (ITK index order), float32 and contiguous."""
     array = sitk.GetArrayFromImage(image)  # (k, j, i)
@@ -224,12 +280,33 @@ def write_volume(image: Any, path: str | Path, *, overwrite: bool = False) -> Pa
     itk_image.SetDirection(direction)
 
     def _write(tmp: Path) -> None:
-        try:
-            sitk.WriteImage(itk_image, str(tmp), useCompression=suffix != ".nii")
-        except RuntimeError as err:
-            raise UserInputError(f"cannot write {out} ({_first_line(err)})") from err
+        # ITK's NIfTI and MetaImage writers print their errors (e.g. "wrote only N of M bytes") on the
+        # process's stderr; the written file is checked anyway, and the error says what happened.
+        with _native_stderr_captured():
+            try:
+                sitk.WriteImage(itk_image, str(tmp), useCompression=suffix != ".nii")
+            except RuntimeError as err:
+                raise UserInputError(f"cannot write {out} ({_first_line(err)})") from err
 
     return atomic_write(out, _write, overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[None]:
+    """Send what C / C++ code prints on file descriptor 2 to a discarded file while the block runs."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _first_line(err: Exception) -> str:

@@ -30,7 +30,8 @@ from monai_tat.metrics.statistics import PairedComparison, paired_comparison
 __all__ = ["SliceScores", "score_volumes", "score_files", "write_rows_csv"]
 
 
-def score_volumes(pred: Any, ref: Any, task: str, axis: int | None = None) -> dict[str, np.ndarray]:
+def score_volumes(pred: Any, ref: Any, task: str, axis: int | None = None,
+                  names: tuple[str, str] = ("the prediction", "the reference")) -> dict[str, np.ndarray]:
     """Per-slice PSNR / SSIM / RMSE of ``pred`` against ``ref`` (MetaTensors or arrays, physical units).
 
     Args:
@@ -38,6 +39,7 @@ def score_volumes(pred: Any, ref: Any, task: str, axis: int | None = None) -> di
         task: selects the evaluation window (:mod:`monai_tat.tasks`).
         axis: slicing axis of 3D images; default the axial axis of ``ref``'s affine (last axis
             for plain arrays).
+        names: how errors name the two images.
 
     Returns:
         ``{"psnr", "ssim", "rmse"}``: one value per slice.
@@ -49,7 +51,7 @@ def score_volumes(pred: Any, ref: Any, task: str, axis: int | None = None) -> di
     if np.ndim(ref) == 3 and axis is None:
         affine = getattr(ref, "affine", None)
         axis = axial_axis(np.asarray(affine), 3) if affine is not None else -1
-    return slice_metrics(_numpy(pred), _numpy(ref), task, axis=axis if axis is not None else -1)
+    return slice_metrics(_numpy(pred), _numpy(ref), task, axis=axis if axis is not None else -1, names=names)
 
 
 def score_files(pred_path: str | Path, ref_path: str | Path, task: str, axis: int | None = None) -> dict[str, np.ndarray]:
@@ -59,7 +61,7 @@ def score_files(pred_path: str | Path, ref_path: str | Path, task: str, axis: in
     pred, ref = read_volume(pred_path), read_volume(ref_path)
     if tuple(pred.shape) != tuple(ref.shape):
         raise UserInputError(f"{pred_path} has shape {tuple(pred.shape)} but {ref_path} has {tuple(ref.shape)}")
-    return score_volumes(pred, ref, task, axis)
+    return score_volumes(pred, ref, task, axis, names=(str(pred_path), str(ref_path)))
 
 
 def _numpy(x: Any) -> np.ndarray:

@@ -10,7 +10,9 @@ range of each 2D image is ``label.max() - label.min()`` after clipping.
   ``compute_ssim_and_cs`` on zero-padded images (MONAI itself convolves without padding).
 - RMSE = sqrt(MSE) in physical units.
 
-A constant label has R = 0: PSNR and SSIM are undefined and returned as NaN (means skip them).
+A constant label has R = 0: PSNR and SSIM are undefined and returned as NaN (means skip them and
+report how many). A NaN or infinite voxel in the prediction or the label is an error naming the
+image and the slice: it is never scored (NaN would otherwise compare as a perfect match).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "image_metrics",
     "slice_metrics",
     "summarize",
+    "check_finite",
 ]
 
 #: Evaluation windows of the papers in physical units, from the task registry: CT abdomen window
@@ -66,7 +69,20 @@ def clip_to_window(x: Any, task: str | None) -> np.ndarray:
     return arr if window is None else np.clip(arr, *window)
 
 
+def check_finite(image: np.ndarray, name: str, where: str = "") -> None:
+    """Raise when an image holds NaN or infinite values: no metric of it can be stood behind."""
+    bad = ~np.isfinite(image)
+    if bad.any():
+        n_nan = int(np.isnan(image).sum())
+        raise UserInputError(
+            f"{name} has {n_nan} NaN and {int(bad.sum()) - n_nan} infinite value(s){where}; metrics of such an "
+            "image are undefined: fix or replace those voxels (or crop those slices away) before scoring"
+        )
+
+
 def _prepare(pred: Any, label: Any, task: str | None) -> tuple[np.ndarray, np.ndarray]:
+    check_finite(_as_numpy(pred), "the prediction")
+    check_finite(_as_numpy(label), "the reference")
     p, y = clip_to_window(pred, task), clip_to_window(label, task)
     if p.shape != y.shape:
         raise UserInputError(f"prediction shape {p.shape} differs from label shape {y.shape}")
@@ -150,16 +166,22 @@ def image_metrics(pred: Any, label: Any, task: str | None) -> dict[str, float]:
     return {"psnr": psnr(pred, label, task), "ssim": ssim(pred, label, task), "rmse": rmse(pred, label, task)}
 
 
-def slice_metrics(pred: Any, label: Any, task: str | None, axis: int = -1) -> dict[str, np.ndarray]:
+def slice_metrics(
+    pred: Any, label: Any, task: str | None, axis: int = -1, names: tuple[str, str] = ("the prediction", "the reference")
+) -> dict[str, np.ndarray]:
     """Metrics of every 2D slice of a volume (or of one 2D image), each slice with its own data range.
 
     Args:
         pred, label: (H, W) or 3D arrays of equal shape in physical units.
         task: "ct" / "pet" / "mri" or None.
         axis: slicing axis of a 3D volume (ignored for 2D).
+        names: how errors name the prediction and the label (e.g. their file names).
 
     Returns:
         ``{"psnr": (N,), "ssim": (N,), "rmse": (N,)}`` with N slices (1 for a 2D image).
+
+    Raises:
+        UserInputError: shapes differ, or a NaN / infinite value (named by image and slice).
     """
     p, y = _as_numpy(pred), _as_numpy(label)
     if p.shape != y.shape:
@@ -168,7 +190,15 @@ def slice_metrics(pred: Any, label: Any, task: str | None, axis: int = -1) -> di
         p, y, axis = p[None], y[None], 0
     elif p.ndim != 3:
         raise UserInputError(f"metrics take 2D images or 3D volumes, got shape {p.shape}")
+    slicing_axis = axis % 3
     p, y = np.moveaxis(p, axis, 0), np.moveaxis(y, axis, 0)
+    for volume, name in zip((p, y), names):
+        finite = np.isfinite(volume).reshape(volume.shape[0], -1).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            where = (f" in slice {bad[0]}" + (f" (and {bad.size - 1} more)" if bad.size > 1 else "")
+                     + (f" along axis {slicing_axis}" if volume.shape[0] > 1 else ""))
+            check_finite(volume[bad], name, where)
     rows = [image_metrics(p[i], y[i], task) for i in range(p.shape[0])]
     return {name: np.array([row[name] for row in rows], dtype=np.float64) for name in METRIC_NAMES}
 

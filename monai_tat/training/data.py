@@ -85,8 +85,20 @@ def _read_datalist(path: Path, key: str, base_dir: str | os.PathLike | None, req
         for field in ("image", "label"):
             if field in entry:
                 entry[field] = str((root / str(entry[field])).resolve())
+                _check_image_file(Path(entry[field]), f"datalist {path} '{key}' item {n}: {field}")
         out.append(entry)
     return out
+
+
+def _check_image_file(image: Path, where: str) -> None:
+    """A datalist's file exists and is not visibly truncated (header against size; cheap)."""
+    from monai_tat.io.atomic import quick_image_check
+
+    if not image.exists():
+        raise UserInputError(f"{where} file not found: {image}; fix the path in the datalist")
+    problem = quick_image_check(image)
+    if problem:
+        raise UserInputError(f"{where} file {image} cannot be read ({problem}); replace the file or drop the item")
 
 
 def latest_checkpoint(folder: str | os.PathLike | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,9 @@ def test_several_datalists_are_one_list(paired_dir: Path, tmp_path: Path) -> Non
     other = tmp_path / "other" / "datalist.json"
     other.parent.mkdir()
     other.write_text(json.dumps({"training": [{"image": "x_lq.nii.gz", "label": "x_hq.nii.gz", "task": "PET"}]}))
+    first = load_datalist(paired_dir / "datalist.json", "training")[0]
+    for name, field in (("x_lq.nii.gz", "image"), ("x_hq.nii.gz", "label")):  # listed files must exist
+        shutil.copy(first[field], other.parent / name)
     items = load_datalist([paired_dir / "datalist.json", other], "training")
     assert [d["task"] for d in items] == ["ct", "pet", "mri", "pet"]
     assert items[-1]["image"] == str((other.parent / "x_lq.nii.gz").resolve())  # relative to its own folder
