@@ -69,6 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--kspace-consistency", default="auto", choices=("auto", "on", "off"),
                    help="MRI: give the restored slices the input's measured k-space band back; auto (default) does "
                    "it when the input is detected as a 4x k-space-truncated magnitude image")
+    p.add_argument("--confidence", metavar="FILE", default=None,
+                   help="also write a confidence map (.nii.gz, .nii, .nrrd or .mha) in the output's units: how much "
+                   "the result varies over the 8 flips / transpositions, plus for MRI the detail added outside the "
+                   "measured k-space band; high = do not trust fine detail there (8x slower)")
     p.add_argument("--preview", metavar="PNG", default=None,
                    help="also write a PNG of the central slice: input | restored, in a window for the task")
     _add_units_arguments(p)
@@ -111,9 +115,12 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from monai_tat.inference import check_restore_paths, restore_file
+    from monai_tat.inference.files import check_confidence_path
     from monai_tat.inference.batch import is_batch_source
 
     if is_batch_source(args.input):
+        if args.confidence is not None:
+            raise UserInputError("--confidence names one file: give one input volume, not a folder / list / datalist")
         return run_batch(args)
     if args.num_parts != 1 or args.part_id != 0:
         raise UserInputError("--num-parts / --part-id split several inputs; give a folder, list file or datalist")
@@ -122,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     output_format = _single_output_format(args)
     check_restore_paths(args.input, args.output, overwrite=args.overwrite, output_format=output_format)
+    if args.confidence is not None:
+        check_confidence_path(args.confidence, args.input, args.output, overwrite=args.overwrite)
     if args.preview is not None:
         _check_preview_path(Path(args.preview), args)
     overrides = {"weight_kg": args.patient_weight, "injected_dose_bq": args.injected_dose,
@@ -146,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             kspace_consistency=args.kspace_consistency, suv_overrides={k: v for k, v in overrides.items() if v is not None},
             suv_factor=args.suv_factor, rescale_intercept=args.rescale_intercept,
             overwrite=args.overwrite, progress=progress, on_task=remember_task, output_format=output_format,
+            confidence_path=args.confidence,
         )
     except BaseException:
         if bar is not None:
@@ -164,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         extras.append("k-space consistency")
     details = ", ".join([result.task, result.network, str(result.device), *extras])
     print(f"restored {args.input} -> {args.output} ({details})")
+    if result.confidence_path is not None:
+        print(f"confidence map -> {result.confidence_path} ({result.confidence.meta['confidence']['units']}; "
+              "high = do not trust fine detail there)")
     return 0
 
 

@@ -1,6 +1,6 @@
 """A per-voxel confidence map beside a restoration: how much the network's answer depends on how it looks.
 
-Reading the map: it is in the task's units (HU, SUV, MRI intensity), beside the restored volume;
+Reading the map: it is in the restored volume's units (HU, SUV or Bq/mL, MRI intensity), on its grid;
 **high means do not trust fine detail there**, zero means every view agreed and nothing was invented.
 It is the root sum of squares of two parts:
 
@@ -147,7 +147,7 @@ def restore_with_confidence(
         restored = MetaTensor(mean, meta={**meta, "restoration": {**record, "self_ensemble": True}})
     else:
         restored = first
-    units = get_task(task).units
+    units = meta.get("units") or get_task(task).units  # the input's own units when it was converted (PET Bq/mL)
     confidence_meta = {**meta, "confidence": {
         "units": units, "task": task, "views": views, "parts": parts,
         "reading": "high = do not trust fine detail here; zero = every view agreed and nothing was invented",
