@@ -72,7 +72,10 @@ class MedicalRestore(ScriptedLoadableModule):
             "module is in Bq/mL: its SUV factor is read from the DICOM files behind it, the network works in "
             "SUV, and the restored volume is given back in Bq/mL, like the input. A PET in Bq/mL that did not "
             "come from the DICOM database (a NIfTI or NRRD file) is refused: load it from DICOM, or convert it "
-            "to SUV first. A CT in stored values (air near 0 instead of -1000) is refused."
+            "to SUV first. A CT in stored values (air near 0 instead of -1000) is refused. "
+            "Back to DICOM: the restored volume is placed in the input's study in the Data module; to send it "
+            "to a PACS, right-click it there and choose Export to DICOM (it becomes a new series of that study), "
+            "or use monai-tat restore SERIES OUT --format dicom outside Slicer."
         )
         self.parent.acknowledgementText = (
             "TAT: Task-aware Adaptive Transformer (MICCAI 2025). AMIR: All-in-one Medical Image "
