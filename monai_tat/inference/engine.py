@@ -672,14 +672,20 @@ class _Restoration:
             except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
                 if not is_out_of_memory(err):
                     raise
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
                 if count == 1:
                     raise UserInputError(
-                        f"out of memory on {self.device} even for one {self.slice_shape} slice; "
+                        f"out of memory on {self.device} even for one {self.slice_shape} slice "
+                        f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                         "use --device cpu or a GPU with more memory"
                     ) from err
                 self.batch = max(1, count // 2)  # retry the same slices, smaller; keep the smaller size
+                out_of_memory = True
+            else:
+                out_of_memory = False
+            if out_of_memory:
+                # Past the except block the error and its traceback (which holds the failed batch's
+                # activations) are gone, so the cache can really hand their memory back.
+                _release_cached_memory(self.device)
                 continue
             if self.measure_batch:
                 self._to_host(result, buffers["network_output"][offset : offset + count])
@@ -689,8 +695,7 @@ class _Restoration:
             if not self.pipelined:
                 self._report(count)
         if self.pipelined and self.device.type == "cuda":
-            block.event = torch.cuda.Event()
-            block.event.record()
+            block.event = _completion_event(self.device)
 
     def _to_host(self, result: torch.Tensor, destination: torch.Tensor) -> None:
         """Network output into the host buffer: on CPU mapped back and checked at once (the scaling
@@ -743,6 +748,23 @@ class _Restoration:
         self.done += count
         if self.progress is not None:
             self.progress(self.done, self.total)
+
+
+def _completion_event(device: torch.device) -> Any:
+    """A CUDA event recorded on ``device``'s current stream, after the copies and forward passes
+    queued there. ``torch.cuda.Event().record()`` alone records on the *current* device's stream:
+    for ``cuda:1`` while the current device is ``cuda:0`` it would complete at once, and the host
+    would read the pinned output before the GPU wrote it."""
+    with torch.cuda.device(device):
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(device))
+    return event
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    """After an out-of-memory batch: hand the caching allocator's free blocks back to the GPU."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _check_finite(restored: torch.Tensor) -> None:

@@ -199,6 +199,84 @@ def test_out_of_memory_batch_is_retried_smaller_never_lost():
         restore_volume(volume, _RunsOutOfMemory(limit=0), "ct", device="cpu")
 
 
+class _FailsLikeCuda(Smoother):
+    """Raises ``RuntimeError(message)`` (after allocating a batch-sized activation) for batches over
+    ``limit`` slices; ``activations`` holds weak references to those activations."""
+
+    def __init__(self, limit: int, message: str) -> None:
+        super().__init__()
+        self.limit, self.message = limit, message
+        self.activations: list = []
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            import weakref
+
+            activation = torch.empty(x.shape[0], 64, *x.shape[2:])
+            self.activations.append(weakref.ref(activation))
+            raise RuntimeError(self.message)
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("message", [
+    "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+    "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    "cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a non-contiguous input.",
+])
+def test_cublas_and_cudnn_allocation_failures_halve_the_batch(monkeypatch, message):
+    from monai_tat.inference import engine
+
+    volume = _ct_volume(shape=(6, 6, 5))
+    net = _FailsLikeCuda(limit=2, message=message)
+    released: list[bool] = []
+    # The cache may be emptied only once the failed batch's activations are unreachable.
+    monkeypatch.setattr(engine, "_release_cached_memory",
+                        lambda device: released.append(all(ref() is None for ref in net.activations)))
+    restored = restore_volume(volume, net, "ct", device="cpu", batch_size=5)
+    expected = restore_volume(volume, Smoother(), "ct", device="cpu", batch_size=1)
+    np.testing.assert_allclose(restored.numpy(), expected.numpy(), atol=1e-3)
+    assert released == [True]  # 5 failed once, then 2 + 2 + 1 ran
+    with pytest.raises(UserInputError, match="out of memory.*" + message.split()[2].rstrip(".")):
+        restore_volume(volume, _FailsLikeCuda(limit=0, message=message), "ct", device="cpu")
+    with pytest.raises(RuntimeError, match="CUBLAS_STATUS_EXECUTION_FAILED"):  # not memory: raised as is
+        restore_volume(volume, _FailsLikeCuda(limit=0, message="CUBLAS_STATUS_EXECUTION_FAILED"),
+                       "ct", device="cpu")
+
+
+def test_completion_event_is_recorded_on_the_working_devices_stream(monkeypatch):
+    """With ``cuda:1`` while the current device is ``cuda:0`` the event must go on cuda:1's stream
+    (a fake torch.cuda API records the calls; no GPU needed)."""
+    from monai_tat.inference import engine
+
+    calls: list[tuple] = []
+    current = {"device": 0}
+
+    class FakeEvent:
+        def __init__(self):
+            calls.append(("Event", current["device"]))
+
+        def record(self, stream=None):
+            calls.append(("record", stream if stream is not None else ("stream", current["device"])))
+
+    class FakeDeviceContext:
+        def __init__(self, device):
+            self.index, self.previous = torch.device(device).index, None
+
+        def __enter__(self):
+            self.previous, current["device"] = current["device"], self.index
+
+        def __exit__(self, *exc):
+            current["device"] = self.previous
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "device", FakeDeviceContext)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream", torch.device(device).index))
+    event = engine._completion_event(torch.device("cuda:1"))
+    assert isinstance(event, FakeEvent)
+    assert calls == [("Event", 1), ("record", ("stream", 1))]
+    assert current["device"] == 0  # the caller's current device is left as it was
+
+
 def test_devices_and_mixed_precision(smoother):
     from monai_tat.inference import resolve_device
 
