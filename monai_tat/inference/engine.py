@@ -126,7 +126,8 @@ def restore_volume(
     Args:
         image: a path (read with :func:`monai_tat.io.read_volume`), a MetaTensor ``(I, J)`` or
             ``(I, J, K)`` in physical units, an array / tensor (identity geometry) or a tuple
-            ``(array, affine)`` with a 4x4 RAS affine.
+            ``(array, affine)`` with a 4x4 RAS affine. A tensor on a GPU is copied to host memory
+            (slices are staged there); the result is on the CPU.
         network: a module mapping ``(B, 1, H, W)`` in [0, 1] to ``(B, 1, H, W)`` (TAT, AMIR,
             Restormer or any such module; it is moved to ``device`` and run in eval mode), or a
             :func:`~monai_tat.inference.load_model` spec ("tat", "amir", a checkpoint path).
@@ -263,6 +264,8 @@ def _as_volume(image: Any) -> tuple[MetaTensor, tuple[float, float]]:
     if volume.is_complex() or volume.dtype == torch.bool:
         raise UserInputError(f"the image has data type {volume.dtype}; pass real-valued intensities")
     volume = volume if volume.dtype == torch.float32 else volume.float()
+    if volume.device.type != "cpu":  # e.g. a CUDA tensor from the Python API: slices are staged on the host
+        volume = volume.cpu()
     data = volume.as_tensor()
     # min and max propagate NaN and infinity: one cheap pass both checks and gives the range.
     low, high = (float(v) for v in torch.aminmax(data))
