@@ -6,6 +6,9 @@
 - ``networks``: seconds per slice of the networks alone (:mod:`monai_tat.benchmarks.networks_speed`).
 - ``drift``: PSNR of each fast mode (autocast, TorchScript, torch.compile) against float32 on the
   demo samples with the shipped weights (:mod:`monai_tat.benchmarks.quality_drift`).
+- ``gpu-check``: the prepared check of the GPU path in one table: CUDA tests, networks per size and
+  precision, a forced out-of-memory, a 512x512x600 CT in 8 GB, the bundle on CUDA
+  (:mod:`monai_tat.benchmarks.gpu_check`; ``--device cpu --quick`` is a dry run).
 
 ``python -m monai_tat.benchmarks SUBCOMMAND --help`` lists each one's options.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("engine", "models", "networks", "drift")
+SUBCOMMANDS = ("engine", "models", "networks", "drift", "gpu-check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_tat.benchmarks.volume_speed import main as models_main
 
         return models_main(rest)
+    if command == "gpu-check":
+        from monai_tat.benchmarks.gpu_check import main as gpu_check_main
+
+        return gpu_check_main(rest)
     if command == "drift":
         from monai_tat.benchmarks.quality_drift import main as drift_main
 
