@@ -107,11 +107,13 @@ def _forward(model: nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
     return y.float()
 
 
-def _time_mode(model: nn.Module, x: torch.Tensor, precision: str, repeats: int) -> tuple[float, Optional[int], torch.Tensor]:
+def _time_mode(model: nn.Module, x: torch.Tensor, precision: str, repeats: int,
+               warm_up: bool = True) -> tuple[float, Optional[int], torch.Tensor]:
     """(median seconds per call after one warm-up call, peak CUDA bytes above the start, output)."""
     device = x.device
-    out = _forward(model, x, precision)  # warm-up (for compiled modules: the compilation)
-    _synchronize(device)
+    if warm_up:  # for compiled modules: the compilation
+        _forward(model, x, precision)
+        _synchronize(device)
     start_bytes = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -146,7 +148,7 @@ def network_rows(device: torch.device, sizes: Sequence[int], precisions: Sequenc
                     rows.append(CheckRow("network", setting, status="skip", note="time budget spent"))
                     continue
                 try:
-                    seconds, peak, out = _time_mode(module, x, precision, repeats)
+                    seconds, peak, out = _time_mode(module, x, precision, repeats, warm_up=not quick)
                 except Exception as err:  # a failing mode is a FAIL row, the others still run
                     rows.append(CheckRow("network", setting, status="FAIL", note=f"{type(err).__name__}: {str(err)[:120]}"))
                     continue
