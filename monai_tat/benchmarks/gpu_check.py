@@ -309,7 +309,7 @@ def cuda_tests_row(device: torch.device, tests: Path) -> CheckRow:
     return CheckRow("cuda tests", setting, status="PASS" if proc.returncode == 0 else "FAIL", note=summary[-150:])
 
 
-def run_checks(device: str = "cuda", quick: bool = False, budget_s: float = 420.0,
+def run_checks(device: str = "cuda", quick: bool = False, budget_s: float = 330.0,
                tests: Optional[Path] = None) -> list[CheckRow]:
     """Every check in order; ``quick`` shrinks each to a few seconds (the CPU dry run)."""
     from monai_tat.inference.devices import resolve_device
@@ -349,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monai_tat.benchmarks gpu-check", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (a dry run, with --quick)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: every code path in seconds")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="network rows past this many seconds are skipped")
+    parser.add_argument("--budget-s", type=float, default=330.0, help="network rows past this many seconds are skipped")
     parser.add_argument("--tests", type=Path, default=None, help="tests folder for the pytest -m cuda row")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
