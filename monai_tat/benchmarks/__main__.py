@@ -8,6 +8,9 @@
   demo samples with the shipped weights (:mod:`monai_tat.benchmarks.quality_drift`).
 - ``confidence``: how well the confidence map ranks patches by their error, on the demo samples or
   a datalist of pairs (:mod:`monai_tat.benchmarks.confidence`).
+- ``gpu-check``: the prepared check of the GPU path in one table: CUDA tests, networks per size and
+  precision, a forced out-of-memory, a 512x512x600 CT in 8 GB, the bundle on CUDA
+  (:mod:`monai_tat.benchmarks.gpu_check`; ``--device cpu --quick`` is a dry run).
 
 ``python -m monai_tat.benchmarks SUBCOMMAND --help`` lists each one's options.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence")
+SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence", "gpu-check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_tat.benchmarks.volume_speed import main as models_main
 
         return models_main(rest)
+    if command == "gpu-check":
+        from monai_tat.benchmarks.gpu_check import main as gpu_check_main
+
+        return gpu_check_main(rest)
     if command == "drift":
         from monai_tat.benchmarks.quality_drift import main as drift_main
 

@@ -105,8 +105,20 @@ def batch_size_for_memory(bytes_per_slice: int, free_bytes: int, fraction: float
     return max(1, min(cap, int(fraction * free_bytes) // int(bytes_per_slice)))
 
 
+#: Error texts of a failed device allocation: the caching allocator's, and cuBLAS / cuDNN failing to
+#: get their workspace (cuDNN reports some workspace failures as NOT_SUPPORTED; a batch too large for
+#: memory is the common cause, and the retry ends at one slice with the original text).
+OUT_OF_MEMORY_MARKERS = (
+    "out of memory",
+    "cublas_status_alloc_failed",
+    "cudnn_status_alloc_failed",
+    "cudnn_status_not_supported",
+)
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """True for the errors a too-large batch raises on a GPU (CUDA's OutOfMemoryError and kin)."""
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(marker in text for marker in OUT_OF_MEMORY_MARKERS)

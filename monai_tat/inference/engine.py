@@ -133,7 +133,8 @@ def restore_volume(
     Args:
         image: a path (read with :func:`monai_tat.io.read_volume`), a MetaTensor ``(I, J)`` or
             ``(I, J, K)`` in physical units, an array / tensor (identity geometry) or a tuple
-            ``(array, affine)`` with a 4x4 RAS affine.
+            ``(array, affine)`` with a 4x4 RAS affine. A tensor on a GPU is copied to host memory
+            (slices are staged there); the result is on the CPU.
         network: a module mapping ``(B, 1, H, W)`` in [0, 1] to ``(B, 1, H, W)`` (TAT, AMIR,
             Restormer or any such module; it is moved to ``device`` and run in eval mode), or a
             :func:`~monai_tat.inference.load_model` spec ("tat", "amir", a checkpoint path).
@@ -317,6 +318,8 @@ def _as_volume(image: Any) -> tuple[MetaTensor, tuple[float, float]]:
     if volume.is_complex() or volume.dtype == torch.bool:
         raise UserInputError(f"the image has data type {volume.dtype}; pass real-valued intensities")
     volume = volume if volume.dtype == torch.float32 else volume.float()
+    if volume.device.type != "cpu":  # e.g. a CUDA tensor from the Python API: slices are staged on the host
+        volume = volume.cpu()
     data = volume.as_tensor()
     # min and max propagate NaN and infinity: one cheap pass both checks and gives the range.
     low, high = (float(v) for v in torch.aminmax(data))
@@ -726,14 +729,20 @@ class _Restoration:
             except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
                 if not is_out_of_memory(err):
                     raise
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
                 if count == 1:
                     raise UserInputError(
-                        f"out of memory on {self.device} even for one {self.slice_shape} slice; "
+                        f"out of memory on {self.device} even for one {self.slice_shape} slice "
+                        f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
                         "use --device cpu or a GPU with more memory"
                     ) from err
                 self.batch = max(1, count // 2)  # retry the same slices, smaller; keep the smaller size
+                out_of_memory = True
+            else:
+                out_of_memory = False
+            if out_of_memory:
+                # Past the except block the error and its traceback (which holds the failed batch's
+                # activations) are gone, so the cache can really hand their memory back.
+                _release_cached_memory(self.device)
                 continue
             if self.measure_batch:
                 self._to_host(result, buffers["network_output"][offset : offset + count])
@@ -743,8 +752,7 @@ class _Restoration:
             if not self.pipelined:
                 self._report(count)
         if self.pipelined and self.device.type == "cuda":
-            block.event = torch.cuda.Event()
-            block.event.record()
+            block.event = _completion_event(self.device)
 
     def _to_host(self, result: torch.Tensor, destination: torch.Tensor) -> None:
         """Network output into the host buffer: on CPU mapped back and checked at once (the scaling
@@ -797,6 +805,23 @@ class _Restoration:
         self.done += count
         if self.progress is not None:
             self.progress(self.done, self.total)
+
+
+def _completion_event(device: torch.device) -> Any:
+    """A CUDA event recorded on ``device``'s current stream, after the copies and forward passes
+    queued there. ``torch.cuda.Event().record()`` alone records on the *current* device's stream:
+    for ``cuda:1`` while the current device is ``cuda:0`` it would complete at once, and the host
+    would read the pinned output before the GPU wrote it."""
+    with torch.cuda.device(device):
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(device))
+    return event
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    """After an out-of-memory batch: hand the caching allocator's free blocks back to the GPU."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _check_finite(restored: torch.Tensor) -> None:

@@ -94,6 +94,18 @@ class SliceScores:
         self.rows.append(row)
         return row
 
+    @classmethod
+    def merged(cls, parts: Sequence[SliceScores]) -> SliceScores:
+        """One record of several (e.g. every process's share of a distributed evaluation): rows and
+        pooled slices concatenated in order, so each slice stays paired with its baseline."""
+        merged = cls()
+        for part in parts:
+            merged.rows.extend(part.rows)
+            for m in METRIC_NAMES:
+                merged.pooled[m].extend(part.pooled[m])
+                merged.pooled_baseline[m].extend(part.pooled_baseline[m])
+        return merged
+
     @property
     def has_baseline(self) -> bool:
         return bool(self.pooled_baseline[METRIC_NAMES[0]])

@@ -185,6 +185,20 @@ class PaperPSNR(IgniteMetricHandler):
             self.metric_fn(pred[None], label[None], task=task)
 
 
+def _gather_scores(scores: dict[str, SliceScores]) -> tuple[dict[str, SliceScores], int]:
+    """Every process's per-task scores merged in rank order, and this process's rank (0 when not
+    distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return scores, 0
+    shards: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(shards, scores)
+    tasks = list(dict.fromkeys(task for shard in shards for task in shard))  # first-seen order
+    merged = {task: SliceScores.merged([shard[task] for shard in shards if task in shard]) for task in tasks}
+    return merged, dist.get_rank()
+
+
 class RestorationReport:
     """Per-slice PSNR / SSIM / RMSE of restored and input images against the label, per task.
 
@@ -244,7 +258,13 @@ class RestorationReport:
         return out
 
     def completed(self, engine: Any = None) -> dict[str, Any]:
+        """Log and write the report. Under ``torch.distributed`` (``multi_gpu_evaluate.json``) every
+        process scored its shard of the data: the shards are gathered, every process returns the
+        summary of all cases, and rank 0 alone logs and writes the files."""
+        self.scores, rank = _gather_scores(self.scores)
         summary = self.summary()
+        if rank != 0:
+            return summary
         for task, s in summary.items():
             test = s["restored_vs_input"]["psnr"]
             logger.info(

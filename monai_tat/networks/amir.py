@@ -163,14 +163,16 @@ class SpatialRouting(nn.Module):
             logits = clean_logits
         top_logits, top_index = logits.topk(self.top_k, dim=-1)  # (N, k)
         top_log_gates = torch.log_softmax(top_logits, dim=-1)
-        gates = torch.zeros_like(logits).scatter(1, top_index, top_log_gates.exp())  # (N, E)
+        top_gates = top_log_gates.exp()
+        # The gates' own dtype: under CUDA autocast log_softmax / exp run in float32 while logits stay half.
+        gates = top_gates.new_zeros(logits.shape).scatter(1, top_index, top_gates)  # (N, E)
 
         expert_out = self._experts_dense(tokens)  # (N, E, C)
         chosen = expert_out.gather(1, top_index.unsqueeze(-1).expand(-1, -1, channels))  # (N, k, C)
         if self.combine == "reference":
             mixed = torch.logsumexp(top_log_gates.unsqueeze(-1) + chosen, dim=1)
         else:
-            mixed = (top_log_gates.exp().unsqueeze(-1) * chosen).sum(dim=1)
+            mixed = (top_gates.unsqueeze(-1) * chosen).sum(dim=1)
         y = mixed.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
         importance = gates.sum(0)

@@ -131,6 +131,19 @@ def window_segments(starts: list[int], window: int, length: int) -> list[tuple[i
     return segments
 
 
+def _is_half(x: torch.Tensor) -> bool:
+    """fp16 / bf16 activations (CUDA autocast, or a network cast to half)."""
+    return x.dtype == torch.float16 or x.dtype == torch.bfloat16
+
+
+def _unit_columns(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(N, P, c)`` half -> each column over the P pixels divided by its L2 norm (clamped at
+    1e-12, as ``F.normalize``), in ``x``'s dtype. The norm and the division run in float32: a sum
+    of squares over a whole slice exceeds the fp16 range."""
+    norm = torch.linalg.vector_norm(x, dim=1, keepdim=True, dtype=torch.float32).clamp_min(1e-12)
+    return (x.float() / norm).to(x.dtype)
+
+
 class ChannelAttention(nn.Module):
     """Multi-Dconv head transposed attention (MDTA), optionally inside TLC local windows.
 
@@ -174,46 +187,63 @@ class ChannelAttention(nn.Module):
     def _attend(self, tokens: torch.Tensor) -> torch.Tensor:
         """Attention across channels over all pixels of ``tokens`` ``(N, P, 3C)`` -> ``(N, P, C)``.
 
-        Works on the channels-last layout without copying q, k, v: the Gram matrix ``q^T k`` is
-        taken from strided views, and the L2 normalisation of q and k over pixels is applied to
-        it as ``1 / (|q_i| |k_j|)`` (as ``F.normalize``: norms clamped at 1e-12).
+        Works on the channels-last layout without copying q, k, v in float32: the Gram matrix
+        ``q^T k`` is taken from strided views, and the L2 normalisation of q and k over pixels is
+        applied to it as ``1 / (|q_i| |k_j|)`` (as ``F.normalize``: norms clamped at 1e-12). In half
+        precision (fp16 / bf16, e.g. under CUDA autocast) q and k are normalised first, so every
+        Gram entry lies in [-1, 1]: the unnormalised product over all pixels overflows fp16.
         """
         channels = tokens.shape[-1] // 3
         c_head = channels // self.num_heads
+        low_precision = _is_half(tokens)
         outputs = []
         for head in range(self.num_heads):
             lo = head * c_head
             q = tokens[..., lo : lo + c_head]
             k = tokens[..., channels + lo : channels + lo + c_head]
             v = tokens[..., 2 * channels + lo : 2 * channels + lo + c_head]
-            # square-and-sum reduces strided views faster than linalg.vector_norm does
-            q_norm = q.square().sum(dim=1).sqrt().clamp_min(1e-12)  # (N, c)
-            k_norm = k.square().sum(dim=1).sqrt().clamp_min(1e-12)
-            gram = q.transpose(1, 2) @ k  # (N, c, c)
-            scale = self.temperature[head] / (q_norm.unsqueeze(2) * k_norm.unsqueeze(1))
-            attn = torch.softmax(gram * scale, dim=-1)
+            if low_precision:
+                gram = _unit_columns(q).transpose(1, 2) @ _unit_columns(k)  # (N, c, c), cosines
+                attn = torch.softmax(gram * self.temperature[head], dim=-1)
+            else:
+                # square-and-sum reduces strided views faster than linalg.vector_norm does
+                q_norm = q.square().sum(dim=1).sqrt().clamp_min(1e-12)  # (N, c)
+                k_norm = k.square().sum(dim=1).sqrt().clamp_min(1e-12)
+                gram = q.transpose(1, 2) @ k  # (N, c, c)
+                scale = self.temperature[head] / (q_norm.unsqueeze(2) * k_norm.unsqueeze(1))
+                attn = torch.softmax(gram * scale, dim=-1)
             outputs.append(v @ attn.transpose(1, 2))  # (N, P, c)
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
 
     def _window_attention_maps(self, window: torch.Tensor) -> torch.Tensor:
         """Attention matrices of one TLC window: ``window`` ``(B, kh, kw, 3C)``, a strided view of the
-        map -> ``(B, heads, c, c)`` (``softmax(q^T k * temperature / (|q_i| |k_j|))`` over its pixels)."""
+        map -> ``(B, heads, c, c)`` (``softmax(q^T k * temperature / (|q_i| |k_j|))`` over its pixels).
+        In half precision q and k are normalised before the product (see :meth:`_attend`)."""
         batch, channels = window.shape[0], window.shape[-1] // 3
         c_head = channels // self.num_heads
-        norms = window[..., : 2 * channels].square().sum(dim=(1, 2)).sqrt().clamp_min(1e-12)  # (B, 2C): q then k
-        q_norm = norms[:, :channels].reshape(batch, self.num_heads, c_head)
-        k_norm = norms[:, channels:].reshape(batch, self.num_heads, c_head)
+        low_precision = _is_half(window)
+        if low_precision:
+            # (B, kh, kw, 2C) unit q then k columns: the products below are cosines, bounded by 1.
+            qk = _unit_columns(window[..., : 2 * channels].flatten(1, 2))
+            qk = qk.reshape(batch, window.shape[1], window.shape[2], 2 * channels)
+        else:
+            qk = window
         grams: list[torch.Tensor] = []
         for b in range(batch):
             for head in range(self.num_heads):
                 lo = head * c_head
-                q = window[b, :, :, lo : lo + c_head]  # (kh, kw, c)
-                k = window[b, :, :, channels + lo : channels + lo + c_head]
+                q = qk[b, :, :, lo : lo + c_head]  # (kh, kw, c)
+                k = qk[b, :, :, channels + lo : channels + lo + c_head]
                 # One product per window row, summed: reads the window in place instead of copying it out.
                 grams.append((q.transpose(1, 2) @ k).sum(dim=0))
         gram = torch.stack(grams).reshape(batch, self.num_heads, c_head, c_head)
-        scale = self.temperature.reshape(1, self.num_heads, 1, 1) / (q_norm.unsqueeze(3) * k_norm.unsqueeze(2))
-        return torch.softmax(gram * scale, dim=-1)
+        temperature = self.temperature.reshape(1, self.num_heads, 1, 1)
+        if low_precision:
+            return torch.softmax(gram * temperature, dim=-1)
+        norms = window[..., : 2 * channels].square().sum(dim=(1, 2)).sqrt().clamp_min(1e-12)  # (B, 2C): q then k
+        q_norm = norms[:, :channels].reshape(batch, self.num_heads, c_head)
+        k_norm = norms[:, channels:].reshape(batch, self.num_heads, c_head)
+        return torch.softmax(gram * (temperature / (q_norm.unsqueeze(3) * k_norm.unsqueeze(2))), dim=-1)
 
     def _attend_in_windows(self, tokens: torch.Tensor, rows: list[int], cols: list[int], size: tuple[int, int]) -> torch.Tensor:
         """TLC on ``tokens`` ``(B, H, W, 3C)``: attention inside every (row, col) window, overlaps

@@ -93,6 +93,15 @@ def test_evaluate_reports_paper_metrics_and_paired_test(trained, dataset_dir: Pa
     assert sorted(r["task"] for r in rows) == ["ct", "mri", "pet"]
 
 
+def _bundle_vs_cpu_atol(source: torch.Tensor) -> float:
+    """Bound on |bundle - CPU restore|. The bundle runs on cuda:0 when there is one, where cuDNN's
+    convolutions default to TF32 (a 10-bit mantissa): up to about 1e-3 of the intensity range off the
+    CPU's float32, so 2e-3 of the range there; 1e-3 (units of the image) on the CPU."""
+    if not torch.cuda.is_available():
+        return 1e-3
+    return 2e-3 * float(source.max() - source.min())
+
+
 @pytest.mark.slow
 def test_inference_writes_physical_units_with_the_input_geometry(trained, dataset_dir: Path) -> None:
     name, root, _ = trained
@@ -105,7 +114,7 @@ def test_inference_writes_physical_units_with_the_input_geometry(trained, datase
         torch.testing.assert_close(restored.affine, source.affine)
         # The engine's own restoration (CLI, Slicer) of the same file gives the same image in HU / SUV / MRI units.
         expected = restore_volume(source, net, task, device="cpu")
-        torch.testing.assert_close(restored.as_tensor(), expected.as_tensor(), rtol=1e-4, atol=1e-3)
+        torch.testing.assert_close(restored.as_tensor(), expected.as_tensor(), rtol=1e-4, atol=_bundle_vs_cpu_atol(source))
         assert not torch.allclose(restored.as_tensor(), source.as_tensor())
 
 
