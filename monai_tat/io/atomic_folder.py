@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from monai_tat.errors import UserInputError
-from monai_tat.io.atomic import same_file
+from monai_tat.io.atomic import (
+    _disk_full_error,
+    _fsync_dir,
+    _fsync_file,
+    _partial_name,
+    remove_stale_partials,
+    same_file,
+    verify_file,
+)
 
 __all__ = ["check_output_folder", "atomic_write_folder"]
 
@@ -61,22 +68,30 @@ def atomic_write_folder(
 ) -> Path:
     """Fill a temporary folder beside ``path`` with ``write(tmp)``, check it (``verify(tmp)``), rename it to ``path``.
 
-    ``verify`` reads what was written and raises when anything is wrong; the folder is then never
-    published. With ``overwrite``, an existing folder is moved aside first and deleted only after
+    Every file is flushed to disk and checked by type (:func:`monai_tat.io.atomic.verify_file`),
+    then ``verify`` reads what was written and raises when anything is wrong; the folder is then
+    never published. Temporaries are named and cleaned as :func:`~monai_tat.io.atomic.atomic_write`'s. With ``overwrite``, an existing folder is moved aside first and deleted only after
     the new one is in place, so a failure at any step leaves the previous folder (or nothing).
     On any error, or on KeyboardInterrupt, the temporary folder is removed.
     """
     out = check_output_folder(path, overwrite=overwrite)
-    token = uuid.uuid4().hex[:8]
-    tmp = out.with_name(f".{out.name}.{token}.partial")
-    old = out.with_name(f".{out.name}.{token}.replaced")
+    remove_stale_partials(out.parent if str(out.parent) else Path("."))
+    tmp = _partial_name(out, keep_suffix=False)
+    old = tmp.with_name(tmp.name + ".replaced")  # matches the temporary pattern: cleaned if left behind
     tmp.mkdir()
     try:
-        write(tmp)
-        if not any(tmp.iterdir()):
-            raise UserInputError(f"writing {out} produced no file")
-        if verify is not None:
-            verify(tmp)
+        try:
+            write(tmp)
+            files = sorted(p for p in tmp.rglob("*") if p.is_file())
+            if not files:
+                raise UserInputError(f"writing {out} produced no file")
+            for file in files:
+                _fsync_file(file)
+                verify_file(file, name=out / file.relative_to(tmp))
+            if verify is not None:
+                verify(tmp)
+        except Exception as err:
+            raise _disk_full_error(out, err) or err
         if out.exists():
             os.replace(out, old)
         try:
@@ -89,4 +104,5 @@ def atomic_write_folder(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(out.parent if str(out.parent) else Path("."))
     return out
