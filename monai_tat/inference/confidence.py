@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ def invented_detail(restored: torch.Tensor, low_quality: torch.Tensor, band: dic
     return torch.movedim(magnitude, 0, axis).contiguous()
 
 
+def _view_progress(progress: ProgressCallback, view: int, views: int, done: int, total: int) -> None:
+    """One view's ``(done, total)`` as progress over all ``views`` restorations."""
+    progress(view * total + done, views * total)
+
+
 def restore_with_confidence(
     image: Any,
     network: nn.Module | str | Path,
@@ -114,10 +120,7 @@ def restore_with_confidence(
     first: MetaTensor | None = None
     mean = spread = None
     for index, transform in enumerate(DIHEDRAL_TRANSFORMS):
-        member_progress = None
-        if progress is not None:
-            def member_progress(done: int, total: int, _offset: int = index) -> None:
-                progress(_offset * total + done, views * total)
+        member_progress = None if progress is None else partial(_view_progress, progress, index, views)
         member = restore_volume(volume, DihedralView(model, transform), task=task, device=dev,
                                 progress=member_progress, **restore_options)
         values = member.as_tensor().float()

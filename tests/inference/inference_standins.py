@@ -34,3 +34,15 @@ class Identity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.max_seen = max(self.max_seen, float(x.max()))
         return x.clone()
+
+
+class Skewed(nn.Module):
+    """Not equivariant to flips: a fixed asymmetric 3x3 kernel plus a column ramp."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernel = nn.Parameter(torch.arange(9, dtype=torch.float32).reshape(1, 1, 3, 3) / 36.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.linspace(0, 0.1, x.shape[-1], dtype=x.dtype)
+        return F.conv2d(x, self.kernel, padding=1) + ramp

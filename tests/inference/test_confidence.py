@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from inference_standins import Smoother
+from inference_standins import Skewed, Smoother
 from monai.data import MetaTensor
 from torch import nn
 
@@ -13,17 +13,6 @@ from monai_tat.inference import restore_volume
 from monai_tat.inference.confidence import invented_detail, restore_with_confidence
 from monai_tat.transforms.degrade_mri import truncate_kspace
 
-
-class _Skewed(nn.Module):
-    """Not equivariant to flips: an asymmetric 3x3 kernel plus a column ramp."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kernel = nn.Parameter(torch.arange(9, dtype=torch.float32).reshape(1, 1, 3, 3) / 36.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ramp = torch.linspace(0, 0.1, x.shape[-1], dtype=x.dtype)
-        return torch.nn.functional.conv2d(x, self.kernel, padding=1) + ramp
 
 
 class _Pointwise(nn.Module):
@@ -65,7 +54,7 @@ def _numpy_member_outputs(volume: MetaTensor, net: nn.Module) -> np.ndarray:
 
 
 def test_spread_is_the_standard_deviation_of_the_eight_views_in_hu() -> None:
-    volume, net = _ct_volume(), _Skewed()
+    volume, net = _ct_volume(), Skewed()
     restored, confidence = restore_with_confidence(volume, net, task="ct", device="cpu")
     members = _numpy_member_outputs(volume, net)
     np.testing.assert_allclose(confidence.numpy(), members.std(axis=0), atol=2e-2)
@@ -77,7 +66,7 @@ def test_spread_is_the_standard_deviation_of_the_eight_views_in_hu() -> None:
 
 
 def test_self_ensemble_restoration_is_the_mean_of_the_views() -> None:
-    volume, net = _ct_volume(), _Skewed()
+    volume, net = _ct_volume(), Skewed()
     restored, _ = restore_with_confidence(volume, net, task="ct", device="cpu", self_ensemble=True)
     expected = restore_volume(volume, net, task="ct", device="cpu", self_ensemble=True)
     np.testing.assert_allclose(restored.numpy(), expected.numpy(), atol=2e-2)

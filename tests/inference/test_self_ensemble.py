@@ -5,24 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from inference_standins import Smoother
+from inference_standins import Skewed, Smoother
 from torch import nn
 
 from monai_tat.errors import UserInputError
 from monai_tat.inference import restore_volume
 from monai_tat.inference.self_ensemble import SelfEnsemble
 
-
-class _Skewed(nn.Module):
-    """Not equivariant to flips: a fixed asymmetric 3x3 kernel plus a column ramp."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kernel = nn.Parameter(torch.arange(9, dtype=torch.float32).reshape(1, 1, 3, 3) / 36.0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ramp = torch.linspace(0, 0.1, x.shape[-1], dtype=x.dtype)
-        return torch.nn.functional.conv2d(x, self.kernel, padding=1) + ramp
 
 
 def _numpy_dihedral_mean(net: nn.Module, image: np.ndarray) -> np.ndarray:
@@ -40,7 +29,7 @@ def _numpy_dihedral_mean(net: nn.Module, image: np.ndarray) -> np.ndarray:
 
 
 def test_equals_the_mean_over_the_dihedral_group():
-    net = _Skewed().eval()
+    net = Skewed().eval()
     image = np.random.default_rng(1).uniform(0, 1, (12, 12)).astype(np.float32)
     with torch.no_grad():
         ensembled = SelfEnsemble(net)(torch.from_numpy(image)[None, None])[0, 0].numpy()
@@ -57,10 +46,10 @@ def test_equivariant_network_is_unchanged_on_non_square_batches():
 
 
 def test_engine_self_ensemble_equals_restoring_the_transformed_volumes():
-    net = _Skewed().eval()
+    net = Skewed().eval()
     ct = np.random.default_rng(2).uniform(-500, 1500, (16, 16, 3)).astype(np.float32)  # inside CT's model range
     fast = restore_volume(ct, net, "ct", device="cpu", self_ensemble=True)
-    assert fast.meta["restoration"]["self_ensemble"] and fast.meta["restoration"]["network"] == "_Skewed"
+    assert fast.meta["restoration"]["self_ensemble"] and fast.meta["restoration"]["network"] == "Skewed"
     outputs = []
     for transpose in (False, True):
         for flips in ((), (0,), (1,), (0, 1)):
