@@ -64,6 +64,8 @@ def test_resolve_taskd_order_item_then_bundle_setting_then_image(tmp_path: Path)
 
 def test_datalist_items_may_leave_the_task_out_for_inference(tmp_path: Path) -> None:
     datalist = tmp_path / "datalist.json"
+    for name in ("a.nii.gz", "b.nii.gz"):  # the datalist reader checks that listed files exist
+        write_volume(np.ones((4, 4, 2), dtype=np.float32), tmp_path / name)
     datalist.write_text(json.dumps({"testing": [{"image": "a.nii.gz"}, {"image": "b.nii.gz", "task": "PET"}]}))
     items = load_datalist(datalist, "testing", require_label=False, require_task=False)
     assert "task" not in items[0] and items[1]["task"] == "pet"
