@@ -35,7 +35,7 @@ from monai_tat.errors import UserInputError
 from monai_tat.inference.devices import resolve_device
 from monai_tat.inference.files import restore_file
 from monai_tat.inference.models import load_model, model_path
-from monai_tat.inference.provenance import weights_sha256
+from monai_tat.io.provenance import weights_sha256
 from monai_tat.io import atomic_write
 from monai_tat.io.dicom import is_dicom_file
 from monai_tat.io.volume import IMAGE_SUFFIXES, OUTPUT_SUFFIXES, image_suffix

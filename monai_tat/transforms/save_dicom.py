@@ -73,7 +73,7 @@ class SaveDicomSeriesd(MapTransform):
         self.output_postfix, self.overwrite = output_postfix, overwrite
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        from monai_tat.inference.provenance import weights_sha256
+        from monai_tat.io.provenance import weights_sha256
 
         d = dict(data)
         task = d.get(self.task_key, self.task)

@@ -13,7 +13,7 @@ from monai.data import MetaTensor
 
 import monai_tat.inference.batch as batch
 from monai_tat.cli import main
-from monai_tat.inference.provenance import weights_sha256
+from monai_tat.io.provenance import weights_sha256
 from monai_tat.io import write_volume
 
 
