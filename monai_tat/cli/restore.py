@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monai_tat.cli.restore_batch import add_batch_arguments, run_batch
+from monai_tat.cli.arguments import int_at_least
 from monai_tat.errors import UserInputError
 from monai_tat.tasks import TASK_SPECS, TASKS, get_task
 
@@ -22,16 +23,6 @@ __all__ = ["register", "run", "write_preview"]
 def _model_ranges_text() -> str:
     return ", ".join(f"{s.name.upper()} [{s.model_range[0]:g}, {s.model_range[1]:g}] {s.units}"
                      for s in TASK_SPECS.values() if s.fixed_range)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tat",
                    help="tat, amir (shipped demo weights) or a bundle folder / .pt / .pth / .safetensors checkpoint")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--batch-size", type=_positive_int, default=None,
+    p.add_argument("--batch-size", type=int_at_least(1), default=None,
                    help="slices per batch (default 8 on GPU, 1 on CPU; halved automatically when GPU memory runs out)")
     p.add_argument("--axis", type=int, choices=(0, 1, 2), default=None,
                    help="slicing axis of a 3D volume (default: the axial axis from the image orientation)")

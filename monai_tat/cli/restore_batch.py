@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from monai_tat.cli.arguments import int_at_least
 from monai_tat.errors import UserInputError
 
 __all__ = ["add_batch_arguments", "run_batch", "EXIT_CASES_FAILED"]
@@ -17,16 +18,6 @@ __all__ = ["add_batch_arguments", "run_batch", "EXIT_CASES_FAILED"]
 #: Exit status when the run went through but some cases failed (each is listed on stderr).
 EXIT_CASES_FAILED = 1
 EXIT_CANCELLED = 130  # as the command line's Ctrl-C status
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +32,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                        help="leave cases whose output exists alone (resume a killed run)")
     group.add_argument("--num-parts", type=int, default=1, metavar="N",
                        help="split the sorted cases into N parts (round-robin) to run on N machines (default 1)")
-    group.add_argument("--part-id", type=_non_negative_int, default=0, metavar="K",
+    group.add_argument("--part-id", type=int_at_least(0), default=0, metavar="K",
                        help="restore part K of N, counted from 0 (e.g. $SLURM_ARRAY_TASK_ID with --array=0-<N-1>)")
     group.add_argument("--manifest", default=None, metavar="JSONL",
                        help="manifest file (default OUTPUT/manifest.jsonl, or manifest.part-K-of-N.jsonl)")
