@@ -16,7 +16,8 @@ from bundle_helpers import BUNDLE_NAMES, BUNDLES, REPO, bundle_run, copy_bundle
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import LoadImage, LoadImaged
-from units_phantoms import ct_hu, pet_suv, write_dicom_ct
+from dicom_series import write_series
+from units_phantoms import ct_hu, pet_suv
 
 from monai_tat.errors import UserInputError
 from monai_tat.inference import ResolveTaskd, load_model, restore_volume
@@ -57,7 +58,7 @@ def test_resolve_taskd_order_item_then_bundle_setting_then_image(tmp_path: Path)
     with pytest.raises(UserInputError, match="choose the task"):
         ResolveTaskd("image")({"image": MetaTensor(torch.from_numpy(_soft_tissue_hu()))})
     # ... unless the image was read from DICOM: its header names the modality.
-    write_dicom_ct(tmp_path / "ct", _soft_tissue_hu().transpose(2, 0, 1))
+    write_series(tmp_path / "ct", _soft_tissue_hu().transpose(2, 0, 1), pixel_spacing=(0.8, 0.8), slice_spacing=2.0)
     loaded = LoadImaged("image", image_only=True)({"image": str(tmp_path / "ct")})
     assert ResolveTaskd("image")(loaded)["task"] == "ct"
 
@@ -85,7 +86,7 @@ def _run(root: Path, overrides: dict) -> subprocess.CompletedProcess:
 def test_bundle_inference_of_image_only_items_and_with_the_task_setting(tmp_path: Path) -> None:
     root = copy_bundle("tat_allinone", tmp_path, weights=True)
     data = tmp_path / "data"
-    write_dicom_ct(data / "ct_series", ct_hu((24, 24, 3)).transpose(2, 0, 1))
+    write_series(data / "ct_series", ct_hu((24, 24, 3)).transpose(2, 0, 1), pixel_spacing=(0.8, 0.8), slice_spacing=2.0)
     write_volume(pet_suv((24, 24, 3)), data / "pet.nii.gz")
     write_volume(np.random.default_rng(0).integers(0, 1200, (24, 24, 3)).astype(np.float32), data / "mri.nii.gz")
     write_volume(_soft_tissue_hu(), data / "soft.nii.gz")

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 import torch
-from dicom_sources import write_source_series
+from dicom_series import write_series
 
 from monai_tat.cli import main
 from monai_tat.errors import UserInputError
@@ -54,7 +54,7 @@ def _files(folder: Path) -> list[pydicom.Dataset]:
 def test_dicom_round_trip(tmp_path, tiny_tat, modality, capsys):
     rng = np.random.default_rng(3)
     volume = _ct_volume(rng) if modality == "CT" else _pet_volume(rng)
-    source = write_source_series(tmp_path / "source", volume, modality=modality)
+    source = write_series(tmp_path / "source", volume, modality=modality, complete=True, prefix="src")
     common = ["--model", str(tiny_tat), "--device", "cpu", "--quiet"]
     assert main(["restore", str(source), str(tmp_path / "restored"), "--format", "dicom", *common]) == 0
     assert main(["restore", str(source), str(tmp_path / "restored.nii.gz"), *common]) == 0
@@ -115,7 +115,7 @@ def test_non_dicom_input_is_refused(tmp_path, tiny_tat, capsys):
 
 
 def test_existing_series_folder_needs_overwrite(tmp_path, tiny_tat, capsys):
-    source = write_source_series(tmp_path / "source", _ct_volume(np.random.default_rng(0))[:2], modality="CT")
+    source = write_series(tmp_path / "source", _ct_volume(np.random.default_rng(0))[:2], modality="CT", complete=True, prefix="src")
     out = tmp_path / "restored"
     out.mkdir()
     (out / "keep.txt").write_text("earlier result")
@@ -127,7 +127,7 @@ def test_existing_series_folder_needs_overwrite(tmp_path, tiny_tat, capsys):
 
 
 def test_series_that_fails_verification_is_never_published(tmp_path, monkeypatch):
-    source = write_source_series(tmp_path / "source", _ct_volume(np.random.default_rng(0))[:2], modality="CT")
+    source = write_series(tmp_path / "source", _ct_volume(np.random.default_rng(0))[:2], modality="CT", complete=True, prefix="src")
     image = read_volume(source)
     import monai_tat.io.dicom_write as dicom_write
 
@@ -170,7 +170,7 @@ def test_bundle_postprocessing_writes_the_series(tmp_path):
     from monai_tat.networks import TAT
     from monai_tat.transforms.save_dicom import SaveDicomSeriesd
 
-    source = write_source_series(tmp_path / "series_ct", _ct_volume(np.random.default_rng(2)), modality="CT")
+    source = write_series(tmp_path / "series_ct", _ct_volume(np.random.default_rng(2)), modality="CT", complete=True, prefix="src")
     item = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image")])({"image": str(source),
                                                                                           "task": "ct"})
     item["pred"] = item["image"] + 25.0  # stands in for the restored, inverted prediction
@@ -196,8 +196,8 @@ def test_folder_of_series_back_as_series(tmp_path, tiny_tat, capsys):
     """A folder of DICOM series with --format dicom: one derived series each; a NIfTI in it fails alone."""
     rng = np.random.default_rng(5)
     studies = tmp_path / "studies"
-    write_source_series(studies / "ct_series", _ct_volume(rng)[:2], modality="CT")
-    write_source_series(studies / "pet_series", _pet_volume(rng)[:2], modality="PT")
+    write_series(studies / "ct_series", _ct_volume(rng)[:2], modality="CT", complete=True, prefix="src")
+    write_series(studies / "pet_series", _pet_volume(rng)[:2], modality="PT", complete=True, prefix="src")
     write_volume(np.full((8, 8, 2), -1000.0, dtype=np.float32), studies / "export.nii.gz")
     out = tmp_path / "restored"
     rc = main(["restore", str(studies), str(out), "--format", "dicom", "--model", str(tiny_tat), "--quiet"])

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from dicom_series import PetDose, read_series_values, write_series
 
-WEIGHT_KG, DOSE_BQ, HALF_LIFE_S = 70.0, 3.7e8, 6586.2
-#: One hour between injection (09:00) and the series start (10:00), decay correction START.
-SUV_FACTOR = WEIGHT_KG * 1000.0 / (DOSE_BQ * 2.0 ** (-3600.0 / HALF_LIFE_S))
+#: 70 kg, 370 MBq F-18 injected one hour before the series start, decay correction START.
+DOSE = PetDose(weight_kg=70.0, injected_bq=3.7e8)
+SUV_FACTOR = DOSE.suv_factor
 SPACING = (2.0, 2.0, 3.0)  # column, row, slice spacing in mm
 
 
@@ -18,47 +19,9 @@ def write_pet_series(folder: Path, suv_kji: np.ndarray) -> tuple[list[Path], np.
 
     Returns the files and the Bq/mL voxels a DICOM reader gives (stored value x each slice's slope).
     """
-    import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    pet_storage = "1.2.840.10008.5.1.4.1.1.128"
-    folder.mkdir(parents=True, exist_ok=True)
-    series, study, frame = generate_uid(), generate_uid(), generate_uid()
-    files, bqml = [], np.empty(suv_kji.shape, dtype=np.float32)
-    for k, plane in enumerate(suv_kji / SUV_FACTOR):
-        slope = float(plane.max()) / 30000.0 or 1.0
-        stored = np.round(plane / slope).astype(np.uint16)
-        bqml[k] = stored * np.float32(slope)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = pet_storage, generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = pet_storage, meta.MediaStorageSOPInstanceUID
-        ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.FrameOfReferenceUID = series, study, frame
-        ds.Modality, ds.PatientName, ds.PatientID, ds.PatientWeight = "PT", "Phantom^PET", "0", WEIGHT_KG
-        ds.Units, ds.DecayCorrection, ds.CorrectedImage = "BQML", "START", ["ATTN", "DECY"]
-        ds.SeriesDate, ds.SeriesTime = "20240517", "100000"
-        ds.AcquisitionDate, ds.AcquisitionTime = "20240517", "100000"
-        radio = Dataset()
-        radio.RadionuclideTotalDose, radio.RadionuclideHalfLife = DOSE_BQ, HALF_LIFE_S
-        radio.RadiopharmaceuticalStartDateTime = "20240517090000"
-        ds.RadiopharmaceuticalInformationSequence = [radio]
-        ds.Rows, ds.Columns = plane.shape
-        ds.PixelSpacing = [SPACING[1], SPACING[0]]
-        ds.SliceThickness = SPACING[2]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0.0, 0.0, SPACING[2] * k]
-        ds.InstanceNumber = k + 1
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-        ds.RescaleSlope, ds.RescaleIntercept = slope, 0.0
-        ds.PixelData = stored.tobytes()
-        path = folder / f"pet{k:03d}.dcm"
-        pydicom.dcmwrite(path, ds, enforce_file_format=True)
-        files.append(path)
-    return files, bqml
+    write_series(folder, suv_kji / SUV_FACTOR, modality="PT", pixel_spacing=(SPACING[1], SPACING[0]),
+                 slice_spacing=SPACING[2], origin=(0.0, 0.0, 0.0), dose=DOSE, prefix="pet")
+    return sorted(folder.glob("pet*.dcm")), read_series_values(folder)
 
 
 def add_dicom_pet_node(scene, folder: Path, suv_kji: np.ndarray):
