@@ -9,7 +9,7 @@ Example::
 
 from __future__ import annotations
 
-from monai_tat.data.datalist import write_datalist
+from monai_tat.data.datalist import load_datalist, write_datalist
 from monai_tat.data.paired import PairedCase, build_paired_dataset
 from monai_tat.data.prepare import crop_slices, select_slices
 from monai_tat.data.split import SPLITS, split_patients
@@ -19,6 +19,7 @@ __all__ = [
     "SPLITS",
     "build_paired_dataset",
     "crop_slices",
+    "load_datalist",
     "select_slices",
     "split_patients",
     "write_datalist",

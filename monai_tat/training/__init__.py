@@ -1,6 +1,7 @@
 """The pieces MONAI's ``SupervisedTrainer`` needs to train TAT and AMIR as the bundles do.
 
-- :func:`load_datalist`: one or several datalists of ``{"image", "label", "task"}`` items.
+- :func:`load_datalist` (from :mod:`monai_tat.data`): one or several datalists of
+  ``{"image", "label", "task"}`` items.
 - :class:`TaskBalancedBatchSampler` / :class:`RandomBatchSampler`: endless batches, the same
   number of samples of every task (TAT) or random (AMIR).
 - :class:`RestorationIteration`: the trainer's iteration, giving the objective the low-quality
@@ -14,7 +15,8 @@ The configs that put them together are the bundles' ``configs/train.json``.
 
 from __future__ import annotations
 
-from monai_tat.training.data import CHECKPOINT_PATTERN, latest_checkpoint, load_datalist
+from monai_tat.data.datalist import load_datalist
+from monai_tat.training.checkpoints import CHECKPOINT_PATTERN, latest_checkpoint
 from monai_tat.training.ema import WeightEMA, average_weights
 from monai_tat.training.iteration import RestorationIteration
 from monai_tat.training.sampler import RandomBatchSampler, TaskBalancedBatchSampler
