@@ -1,15 +1,13 @@
 """MONAI transforms for CT, PET and MRI restoration: invertible intensity mappings to the [0, 1]
-model range, the PET SUV factor from DICOM headers, and physics-based degradation simulators.
+model range and physics-based degradation simulators.
 
-Use alone in any MONAI pipeline; nothing here depends on the rest of monai_tat except its errors, the task registry
-(:mod:`monai_tat.tasks`) and DICOM header parsing (:mod:`monai_tat.io`).
+Use alone in any MONAI pipeline; nothing here depends on the rest of monai_tat except its errors and
+the task registry (:mod:`monai_tat.tasks`). The PET SUV factor from DICOM headers
+(``suv_factor_from_dicom``) and DICOM rescaling (``rescale_to_physical``) are in :mod:`monai_tat.io`.
 """
 
 from __future__ import annotations
 
-# DICOM header parsing lives in monai_tat.io; re-exported here because SUV normalisation needs it.
-from monai_tat.io.dicom_rescale import rescale_to_physical
-from monai_tat.io.suv import suv_factor_from_dicom
 from monai_tat.transforms.degrade_ct import LowDoseCT, LowDoseCTd, estimate_scan_fluence
 from monai_tat.transforms.degrade_mri import KSpaceTruncation, KSpaceTruncationd
 from monai_tat.transforms.degrade_pet import LowCountPET, LowCountPETd
@@ -47,8 +45,6 @@ __all__ = [
     "check_task",
     "estimate_scan_fluence",
     "model_intensity_transform",
-    "rescale_to_physical",
     "simulator_for_task",
-    "suv_factor_from_dicom",
     "window_bounds",
 ]
