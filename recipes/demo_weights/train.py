@@ -231,7 +231,13 @@ def _write_average(weights: list[str], work: Path) -> list[dict[str, str]]:
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, lambda tmp: torch.save(averaged, tmp), overwrite=False)
     _log(f"wrote the mean of {len(weights)} weights to {target}")
-    return [{"path": str(w), "sha256": hashlib.sha256(Path(w).read_bytes()).hexdigest()} for w in weights]
+    return [{"path": _portable(str(w)), "sha256": hashlib.sha256(Path(w).read_bytes()).hexdigest()} for w in weights]
+
+
+def _portable(argument: str) -> str:
+    """An absolute path as its last folder and name (the weights' metadata names no machine's folders)."""
+    path = Path(argument)
+    return str(Path(path.parent.name, path.name)) if path.is_absolute() else argument
 
 
 def _default_bundles_dir() -> Path:
@@ -345,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
 
     info = {"iterations": iterations, "stopped_at": stopped_at, "wall_s_this_run": round(wall, 1), "patch": patch,
             "batch": batch, **({"task_samples": samples} if isinstance(samples, dict) else {}), "learning_rate": args.lr, "seed": args.seed,
-            "datalists": [Path(d).name if d == str(phantoms) else d for d in datalists],
+            "datalists": [Path(d).name if d == str(phantoms) else _portable(d) for d in datalists],
             "simulation": sim.SETTINGS, "network": size,
-            "command": "python recipes/demo_weights/train.py " + " ".join(argv if argv is not None else []),
+            "command": "python recipes/demo_weights/train.py " + " ".join(map(_portable, argv or [])),
             **({"averaged_from": averaged_from} if averaged_from else {})}
     _export(model, work, Path(args.out), size, info, None if (args.no_bundles or quick) else bundle_dir)
 
