@@ -97,27 +97,45 @@ def check_output_path(
         UserInputError: the path is one of ``inputs`` (or inside an input folder), is a folder,
             exists without ``overwrite``, or its folder is missing or not writable.
     """
+    out = check_new_output(path, folder=False, overwrite=overwrite, inputs=inputs)
+    _probe_writable(out.parent if str(out.parent) else Path("."), out)
+    return out
+
+
+def check_new_output(
+    path: str | Path, *, folder: bool, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> Path:
+    """The checks shared by an output file (``folder=False``) and an output folder to be created.
+
+    Raises:
+        UserInputError: the output is one of ``inputs``, inside an input folder or (a folder) holds
+            an input; it is of the other kind (file / folder); it exists without ``overwrite``; or
+            its parent folder is missing, not a folder or not writable.
+    """
     out = Path(path)
+    noun = "output folder" if folder else "output"
     for source in inputs:
         source = Path(source)
         if same_file(out, source):
-            raise UserInputError(f"output {out} would overwrite the input {source}; choose another output path")
+            raise UserInputError(f"{noun} {out} would overwrite the input {source}; choose another output path")
         if source.is_dir() and out.resolve().is_relative_to(source.resolve()):
-            raise UserInputError(f"output {out} is inside the input folder {source}; choose a path outside it")
-    if out.is_dir():
-        raise UserInputError(f"output {out} is a folder; give a file name such as {out / 'restored.nii.gz'}")
+            raise UserInputError(f"{noun} {out} is inside the input folder {source}; choose a path outside it")
+        if folder and source.resolve().is_relative_to(out.resolve()):
+            raise UserInputError(f"{noun} {out} holds the input {source}; choose another output folder")
+    if out.exists() and out.is_dir() != folder:
+        wanted = "a folder name for the DICOM series" if folder else f"a file name such as {out / 'restored.nii.gz'}"
+        raise UserInputError(f"output {out} is a {'file' if folder else 'folder'}; give {wanted}")
     if out.exists() and not overwrite:
         raise UserInputError(
-            f"output {out} exists; remove it, choose another name or allow overwriting", setting="overwrite"
+            f"{noun} {out} exists; remove it, choose another name or allow overwriting", setting="overwrite"
         )
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.exists():
-        raise UserInputError(f"output folder {parent} does not exist; create it first")
+        raise UserInputError(f"folder {parent} (where {out.name} would be created) does not exist; create it first")
     if not parent.is_dir():
-        raise UserInputError(f"output folder {parent} is not a folder; choose another output path")
+        raise UserInputError(f"{parent} (where {out.name} would be created) is not a folder; choose another output path")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserInputError(f"output folder {parent} is not writable; choose another output path")
-    _probe_writable(parent, out)
+        raise UserInputError(f"folder {parent} is not writable; choose another output path")
     return out
 
 

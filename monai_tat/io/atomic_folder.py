@@ -18,8 +18,8 @@ from monai_tat.io.atomic import (
     _fsync_dir,
     _fsync_file,
     _partial_name,
+    check_new_output,
     remove_stale_partials,
-    same_file,
     verify_file,
 )
 
@@ -35,28 +35,7 @@ def check_output_folder(
         UserInputError: the folder is one of ``inputs``, inside one or holds one; it is a file;
             it exists without ``overwrite``; or its parent is missing or not writable.
     """
-    out = Path(path)
-    for source in inputs:
-        source = Path(source)
-        if same_file(out, source):
-            raise UserInputError(f"output folder {out} is the input {source}; choose another output folder")
-        resolved, source_resolved = out.resolve(), source.resolve()
-        if source.is_dir() and resolved.is_relative_to(source_resolved):
-            raise UserInputError(f"output folder {out} is inside the input folder {source}; choose a folder outside it")
-        if source_resolved.is_relative_to(resolved):
-            raise UserInputError(f"output folder {out} holds the input {source}; choose another output folder")
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"output {out} is a file, not a folder; choose a folder name for the DICOM series")
-    if out.exists() and not overwrite:
-        raise UserInputError(
-            f"output folder {out} exists; remove it, choose another name or allow overwriting", setting="overwrite"
-        )
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserInputError(f"folder {parent} (where {out.name} would be created) does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserInputError(f"folder {parent} is not writable; choose another output folder")
-    return out
+    return check_new_output(path, folder=True, overwrite=overwrite, inputs=inputs)
 
 
 def atomic_write_folder(
