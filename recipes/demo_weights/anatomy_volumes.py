@@ -232,8 +232,9 @@ def load_anatomy(sources_dir: str | Path, log: Callable[[str], None] = print) ->
         if name.endswith("_desc-zoomed_T1w.svg"):
             subject = name.split("_")[0]  # "sub-0017"
             array, affine = read_report_mosaic(path)
+            # the thin dark skull of this T1 leaves the scalp joined to the brain: a wider margin keeps it out
             volumes.append(AnatomyVolume(f"mriqc_{subject}", "mriqc", f"ds002785-{subject}", "MR", array, affine,
-                                         "brain", "t1", skull_margin_mm=7.0,
+                                         "brain", "t1", skull_margin_mm=14.0,
                                          description="sharp 1 mm 3D T1 brain (8-bit report rendering)"))
 
     single = files("pydicom-data")
