@@ -4,7 +4,8 @@ Every image becomes an :class:`AnatomyVolume`: an ``(I, J, K)`` float32 array in
 (HU for CT, scanner signal for MRI) with its slices along the last axis, a RAS affine, the subject
 it belongs to (for hold-out splits) and the hints the PET map builder needs (body region, MRI
 contrast). Siemens mosaics (one DICOM file holding all slices of a volume as tiles) are unpacked
-here, since ITK reads them as one large 2D image.
+here, since ITK reads them as one large 2D image, and so are the slice mosaics of MRIQC's
+quality reports (an SVG file holding every axial slice as a grey PNG at its native pixel grid).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from real_sources import source_files
 from monai_tat.io import axial_axis, read_volume
 
-__all__ = ["AnatomyVolume", "load_anatomy", "unpack_mosaic", "mosaic_affine", "slices_last"]
+__all__ = ["AnatomyVolume", "load_anatomy", "unpack_mosaic", "mosaic_affine", "slices_last", "read_report_mosaic"]
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -118,6 +119,44 @@ def _read_mosaic(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return volume, affine, info
 
 
+def read_report_mosaic(path: str | Path, pixel_mm: float = 1.0, margin: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """The axial slices of an MRIQC report mosaic (SVG) as an ``(I, J, K)`` float32 volume and its affine.
+
+    Each slice is an embedded PNG drawn pixel for pixel with a linear grey colour map, so its grey
+    level (0-255) is the windowed signal. The slices of the most common size are the axial ones,
+    in order (the report adds a few of another orientation); the PNG rows are drawn bottom-up,
+    so J runs up the rows. ``pixel_mm``: the scan's isotropic voxel size. The report crops the
+    slices to the head; ``margin`` voxels of air (0) are added around it in-plane, as a scanner's
+    field of view has, so that k-space truncation does not wrap the scalp onto the opposite edge.
+    """
+    import base64
+    import io
+    import re
+    from collections import Counter
+
+    from PIL import Image
+
+    text = Path(path).read_text()
+    slices = []
+    for attributes in re.findall(r"<image\b([^>]*)>", text, re.S):
+        found = re.search(r"data:image/png;base64,\s*([A-Za-z0-9+/=\s]+)\"", attributes)
+        if found:
+            png = Image.open(io.BytesIO(base64.b64decode(re.sub(r"\s", "", found.group(1)))))
+            rgb = np.asarray(png.convert("RGB"))
+            if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+                raise ValueError(f"{path}: a slice is not drawn in grey levels; its signal cannot be read back")
+            slices.append(rgb[..., 0])
+    if not slices:
+        raise ValueError(f"{path}: no embedded slice images")
+    shape = Counter(s.shape for s in slices).most_common(1)[0][0]
+    axial = [s for s in slices if s.shape == shape]
+    volume = np.stack([s[::-1, :].T for s in axial], axis=-1).astype(np.float32)  # (columns, rows up, slices)
+    volume = np.pad(volume, ((margin, margin), (margin, margin), (0, 0)))
+    affine = np.diag([pixel_mm, pixel_mm, pixel_mm, 1.0])
+    affine[:2, 3] = -margin * pixel_mm  # the first cropped voxel stays at the origin
+    return np.ascontiguousarray(volume), affine
+
+
 def _volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
     image = read_volume(path)
     array = image.numpy().astype(np.float32)
@@ -188,6 +227,15 @@ def load_anatomy(sources_dir: str | Path, log: Callable[[str], None] = print) ->
         array, affine = _volume(template)
         volumes.append(AnatomyVolume("nilearn_mni152_t1", "nilearn", "mni152-template", "MR", array, affine, "brain",
                                      "t1", description="T1 brain template (MNI ICBM152 2009a, skull-stripped)"))
+
+    for name, path in sorted(files("mriqc").items()):
+        if name.endswith("_desc-zoomed_T1w.svg"):
+            subject = name.split("_")[0]  # "sub-0017"
+            array, affine = read_report_mosaic(path)
+            # the thin dark skull of this T1 leaves the scalp joined to the brain: a wider margin keeps it out
+            volumes.append(AnatomyVolume(f"mriqc_{subject}", "mriqc", f"ds002785-{subject}", "MR", array, affine,
+                                         "brain", "t1", skull_margin_mm=14.0,
+                                         description="sharp 1 mm 3D T1 brain (8-bit report rendering)"))
 
     single = files("pydicom-data")
     singles = (("693_UNCR.dcm", "pydicom-data_head_ct", "CT", "head", "head CT slice"),

@@ -9,13 +9,22 @@ Each task's pair follows the same imaging chain for the reference (``hq``) and t
 - PET: ``hq`` is the noise-free activity map plus full-dose counting noise; ``lq`` adds the noise
   missing to reach the reduced count level (:class:`LowCountPET`, ``q = DRF - 1``). Both SUV, float.
 - MRI: ``hq`` is the real magnitude image on the papers' 12-bit scale (its 99.5th percentile put
-  at a drawn level in [2000, 3500], clipped to [0, 4095], integers); ``lq`` is its 4x k-space
-  truncation (:class:`KSpaceTruncation`), rounded to integers like a scanner's export.
+  at a drawn level in [2000, 3500], with drawn Rician noise, clipped to [0, 4095], integers);
+  ``lq`` is its 4x k-space truncation (:class:`KSpaceTruncation`), rounded to integers like a
+  scanner's export. The two differ by the truncation only.
+
+MRI augmentation (:func:`mri_augment`, training and validation pairs of real images) moves the
+truncation band across anatomical frequencies: each volume is resampled in-plane to a drawn pixel
+size (0.6-1.6 mm, never more than 1.25 times finer than the scan's own: a larger upsampling
+leaves the top of the reference's spectrum empty and teaches smoothness; by Fourier resampling,
+as a scanner acquiring at that resolution would),
+rotated in-plane by a random angle, flipped, and given a random intensity gamma; :func:`mri_pair`
+then adds Rician noise from none to a clinical level.
 
 Strength is drawn around the papers' settings unless given: CT dose fraction 0.15-0.35 (quarter
 dose) of a full-dose fluence 0.3-1.5 times the scan's own (real scans: the fluence at which the
 simulator's full-dose noise equals the scan's measured noise); PET dose reduction factor 8-16
-(DRF 12) and a count level of 0.6-1.6 times the package's level for the voxel size
+(DRF 12) and a count level of 0.45-1.6 times the package's level for the voxel size
 (:func:`monai_tat.transforms.simulators.geometry_arguments`); MRI factor 4.
 
 Phantoms (:func:`phantom_pair`, used by both ``prepare_data.py`` and ``train.py``) go through the
@@ -40,19 +49,28 @@ from monai_tat.tasks import get_task
 from monai_tat.transforms import KSpaceTruncation, LowCountPET, LowDoseCT
 from monai_tat.transforms.simulators import geometry_arguments
 
-__all__ = ["CT_RANGES", "PET_RANGES", "MRI_RANGES", "PHANTOM_PIXEL_MM", "PHANTOM_CT_FLUENCE", "SETTINGS",
-           "ct_pair", "pet_pair", "mri_pair", "pet_counts", "phantom_volume", "phantom_fluence_scale",
-           "phantom_pair", "write_nifti"]
+__all__ = ["CT_RANGES", "PET_RANGES", "MRI_RANGES", "MRI_AUGMENT", "PHANTOM_PIXEL_MM", "PHANTOM_CT_FLUENCE",
+           "SETTINGS", "ct_pair", "pet_pair", "mri_pair", "mri_augment", "pixel_range", "resample_in_plane", "rician_noise",
+           "pet_counts", "phantom_volume", "phantom_fluence_scale", "phantom_pair", "write_nifti"]
 
 CT_RANGES = {"dose_fraction": (0.15, 0.35), "fluence_scale": (0.3, 1.5)}
-PET_RANGES = {"dose_reduction_factor": (8.0, 16.0), "count_scale": (0.6, 1.6)}
+#: PET count level: the low end makes brain maps as noisy as fine-pixel (about 2 mm) brain PET
+#: gets; with a higher floor every training brain map stayed above 25 dB input PSNR and the
+#: network denoised noisier brains less than a linear filter does (see the model card).
+PET_RANGES = {"dose_reduction_factor": (8.0, 16.0), "count_scale": (0.45, 1.6)}
 MRI_RANGES = {"p995_level": (2000.0, 3500.0)}
+#: MRI augmentation: in-plane pixel size (mm, stratified over a volume's pairs; at most
+#: ``max_upsampling`` times finer than the scan's own), gamma (log-uniform),
+#: the chance of a noise-free pair, and the Rician noise sigma as a fraction of the 99.5th
+#: percentile (log-uniform; about 0.5 % is a high-SNR research scan, 4 % a fast clinical one).
+MRI_AUGMENT = {"pixel_mm": (0.6, 1.6), "max_upsampling": 1.25, "gamma": (0.7, 1.4), "noise_free_chance": 0.25,
+               "noise_fraction": (0.005, 0.04)}
 #: In-plane pixel size (mm) drawn for each task's phantoms.
 PHANTOM_PIXEL_MM = {"ct": (0.6, 1.4), "pet": (2.5, 4.5), "mri": (0.8, 1.2)}
 #: Full-dose fluence (photons / mm^2 per view, log-uniform) of the CT phantoms.
 PHANTOM_CT_FLUENCE = (2.0e4, 1.5e5)
 #: The strength ranges of every pair, as recorded with the trained weights.
-SETTINGS = {"ct": CT_RANGES, "pet": PET_RANGES, "mri": MRI_RANGES,
+SETTINGS = {"ct": CT_RANGES, "pet": PET_RANGES, "mri": MRI_RANGES, "mri_augment": MRI_AUGMENT,
             "phantoms": {"pixel_mm": PHANTOM_PIXEL_MM, "ct_fluence": PHANTOM_CT_FLUENCE}}
 # The package's default full-dose fluence, the base of ``fluence_scale`` when no scan fluence is given.
 _CT_DEFAULT_FLUENCE = float(inspect.signature(LowDoseCT).parameters["incident_photons_per_mm2"].default)
@@ -118,18 +136,107 @@ def pet_pair(
     return hq.astype(np.float32), lq.astype(np.float32), params
 
 
+def rician_noise(magnitude: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """The magnitude of ``magnitude`` plus complex Gaussian noise of standard deviation ``sigma`` per
+    channel (a magnitude image's noise: Rician, a floor of about 1.25 sigma in air)."""
+    if sigma <= 0:
+        return magnitude.astype(np.float64)
+    real = magnitude.astype(np.float64) + rng.normal(0.0, sigma, magnitude.shape)
+    return np.hypot(real, rng.normal(0.0, sigma, magnitude.shape))
+
+
 def mri_pair(
     signal: np.ndarray, rng: np.random.Generator, *, p995_level: float | None = None, factor: float | None = None,
+    noise_fraction: float | None = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """``(hq, lq, params)`` of an ``(I, J, K)`` magnitude volume on the 12-bit scale."""
+    """``(hq, lq, params)`` of an ``(I, J, K)`` magnitude volume on the 12-bit scale.
+
+    ``noise_fraction``: Rician noise sigma added to the reference, as a fraction of its 99.5th
+    percentile level; ``None`` draws it from :data:`MRI_AUGMENT` (none with
+    ``noise_free_chance``), ``0`` (default) adds none. ``lq`` is the truncation of the noisy
+    reference, so the two differ by the truncation only.
+    """
     level = _draw(rng, p995_level, MRI_RANGES["p995_level"])
+    if noise_fraction is None:
+        noise_fraction = (0.0 if rng.uniform() < MRI_AUGMENT["noise_free_chance"]
+                          else _draw(rng, None, MRI_AUGMENT["noise_fraction"], log=True))
     reference = float(np.percentile(signal, 99.5))
     gain = level / reference if reference > 0 else 1.0
-    hq = np.clip(np.round(signal.astype(np.float64) * gain), 0.0, 4095.0).astype(np.float32)
+    noisy = rician_noise(signal.astype(np.float64) * gain, float(noise_fraction) * level, rng)
+    hq = np.clip(np.round(noisy), 0.0, 4095.0).astype(np.float32)
     k = float(factor if factor is not None else get_task("mri").simulator_defaults["factor"])
     lq = np.asarray(KSpaceTruncation(k)(hq[None]))[0]
     lq = np.clip(np.round(lq), 0.0, 4095.0).astype(np.float32)
-    return hq, lq, {"p995_level": level, "gain": gain, "factor": k}
+    return hq, lq, {"p995_level": level, "gain": gain, "factor": k, "noise_fraction": float(noise_fraction)}
+
+
+def resample_in_plane(array: np.ndarray, affine: np.ndarray, pixel_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(I, J, K)`` magnitude volume resampled along I and J to square pixels of about ``pixel_mm``.
+
+    Fourier resampling (:func:`scipy.signal.resample`: k-space cropped or zero-padded), as a
+    scanner acquiring the same field of view at that resolution would; the magnitude is kept, as
+    scanners export it. The matrix becomes ``round(n * spacing / pixel_mm)`` per axis and the
+    pixel size exactly ``n * spacing / matrix``, so the field of view (its outer edges) and the
+    slice axis are unchanged. Returns the array (float32) and its RAS affine.
+    """
+    from scipy.signal import resample
+
+    out = array.astype(np.float64)
+    new_affine = np.asarray(affine, dtype=np.float64).copy()
+    for axis in (0, 1):
+        n = array.shape[axis]
+        spacing = float(np.linalg.norm(affine[:3, axis]))
+        m = max(8, int(round(n * spacing / pixel_mm)))
+        if m != n:
+            out = resample(out, m, axis=axis)
+        scale = n / m
+        # the first voxel's centre moves so that the outer edge of the field stays where it was
+        new_affine[:3, axis] = affine[:3, axis] * scale
+        new_affine[:3, 3] += 0.5 * (new_affine[:3, axis] - affine[:3, axis])
+    return np.abs(out).astype(np.float32), new_affine
+
+
+def pixel_range(native_mm: float) -> tuple[float, float]:
+    """The in-plane pixel sizes (mm) an MRI of pixel ``native_mm`` is resampled to: :data:`MRI_AUGMENT`
+    ``pixel_mm``, its lower end raised to ``native_mm / max_upsampling`` (a scan coarser than the
+    range's top gets the top)."""
+    low, high = MRI_AUGMENT["pixel_mm"]
+    low = min(max(low, native_mm / MRI_AUGMENT["max_upsampling"]), high)
+    return low, high
+
+
+def mri_augment(
+    signal: np.ndarray, affine: np.ndarray, rng: np.random.Generator, *, pixel_bin: tuple[int, int] = (0, 1),
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One augmented copy of a real ``(I, J, K)`` magnitude volume: in-plane resampling, rotation,
+    flips and gamma (noise comes with :func:`mri_pair`).
+
+    ``pixel_bin = (b, n)`` draws the pixel size from the ``b``-th of ``n`` equal log-spaced bins of
+    the volume's range (:func:`pixel_range`), so its ``n`` pairs cover the whole range. Rotation is
+    about K (cubic spline, same matrix, corners 0); flips of I and J each with chance 1/2 (the
+    affine is kept: the anatomy, not the frame, moves). Gamma acts on the signal relative to its
+    99.5th percentile. Returns ``(array, affine, params)``.
+    """
+    from scipy import ndimage
+
+    b, n = pixel_bin
+    native = min(float(np.linalg.norm(affine[:3, a])) for a in (0, 1))
+    edges = np.linspace(*np.log(pixel_range(native)), n + 1)
+    pixel = float(np.exp(rng.uniform(edges[b], edges[b + 1])))
+    array, affine = resample_in_plane(signal, affine, pixel)
+    angle = float(rng.uniform(0.0, 360.0))
+    array = np.clip(ndimage.rotate(array, angle, axes=(0, 1), reshape=False, order=3, cval=0.0), 0.0, None)
+    flips = [bool(rng.uniform() < 0.5) for _ in range(2)]
+    for axis, flip in enumerate(flips):
+        if flip:
+            array = np.flip(array, axis)
+    gamma = _draw(rng, None, MRI_AUGMENT["gamma"], log=True)
+    reference = float(np.percentile(array, 99.5))
+    if reference > 0:
+        array = reference * (array / reference) ** gamma
+    params = {"pixel_mm": float(np.linalg.norm(affine[:3, 0])), "rotation_deg": angle, "flips": flips,
+              "gamma": gamma}
+    return np.ascontiguousarray(array, dtype=np.float32), affine, params
 
 
 def phantom_volume(task: str, size: int, slices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:

