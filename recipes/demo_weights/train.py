@@ -223,7 +223,7 @@ def _export(model: str, net: torch.nn.Module, out: Path, info: dict[str, Any], b
     from monai_tat.networks import network_config
 
     config = network_config(net)
-    tensors = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}  # the gate may have used a GPU
     metadata = {"network_config": json.dumps(config), "training": json.dumps(info), "format": "pt"}
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{model}_demo.safetensors"
@@ -447,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python recipes/demo_weights/train.py " + " ".join(argv if argv is not None else []),
             **({"averaged_from": averaged_from} if averaged_from else {})}
 
-    # The gate first (held out: the phantoms of another seed and the datalists' testing items): nothing reaches --out (or the bundle) unless every held-out volume gains.
+    # The gate first (held out: the phantoms of another seed and the datalists' testing items):
+    # nothing reaches --out (or the bundle) unless every held-out volume gains.
     net = _best_network(model, work, size)
     gate_record: dict[str, Any] = {"enforced": False, "skipped": True}
     if args.gate != "off":
