@@ -7,7 +7,7 @@ validation with the papers' PSNR, full checkpoints), run through ``monai.bundle.
     python recipes/demo_weights/train.py --model tat --out monai_tat/weights           # phantoms only
     python recipes/demo_weights/train.py --model amir --out monai_tat/weights \\
         --datalist CACHE/pairs/datalist.json CACHE/heldout/datalist.json --minutes 90  # + real anatomy
-    python recipes/demo_weights/train.py --model tat --out OUT --quick                 # seconds
+    python recipes/demo_weights/train.py --model tat --out OUT --quick --gate report   # seconds
 
 (``CACHE`` is what ``prepare_data.py`` wrote.) Data: paired phantom volumes
 (:func:`pair_simulation.phantom_pair`: :mod:`monai_tat.demo.phantoms` in HU / SUV / MR units,
@@ -23,9 +23,22 @@ phantoms and the iteration budget chosen for ``--minutes``.
 ``--export-only --average A B ...`` exports and scores the mean of finished weights of one
 lineage (e.g. a network and its fine-tuned self) instead of training, written to a new ``--work``.
 
+The held-out gate (:mod:`heldout_gate`): before anything is exported, every held-out volume is
+restored with the default restore path users get (``monai-tat restore``: MRI k-space consistency
+included) and the weights are refused when any volume's mean PSNR gain over its input is not above
+``--gate-min-gain`` (0 dB) or more than ``--gate-max-losing`` (5 %) of its slices lose more than
+``--gate-loss-db`` (0.1 dB); ``--gate-task-gain ct=3 pet=3 mri=1`` adds per-task minimum mean gains.
+A refusal writes nothing to ``--out`` (nor the bundle) and exits with status 1 and one line naming
+each failing volume and its figures. The per-volume table is written to ``<work>/heldout_gate.json``
+and ``.md`` either way, and into the metrics file of an export. ``--gate report`` records the verdict
+without enforcing it (smoke runs); ``--gate-only WEIGHTS`` gates an existing weight file alone::
+
+    python recipes/demo_weights/train.py --model tat --gate-only monai_tat/weights/tat_demo.safetensors \
+        --no-phantoms --datalist CACHE/heldout/datalist.json --work GATE_DIR
+
 Outputs: ``<out>/<model>_demo.safetensors`` (weights of the best validated EMA network, with the
-network configuration in the metadata), ``<out>/<model>_demo_metrics.json`` (training settings and
-held-out metrics) and, unless ``--no-bundles`` or ``--quick``, the bundle's ``models/model.pt``
+network configuration in the metadata), ``<out>/<model>_demo_metrics.json`` (training settings,
+held-out metrics and the gate's per-volume table) and, unless ``--no-bundles`` or ``--quick``, the bundle's ``models/model.pt``
 (plain state dict).
 """
 
@@ -34,6 +47,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import heldout_gate
 import pair_simulation as sim
 
 __all__ = ["MODEL_SIZES", "QUICK_SIZES", "PHANTOM_SIZE", "write_phantom_datalist",
@@ -190,18 +205,25 @@ def _iterations_for(minutes: float, model: str, size: dict[str, Any], patch: int
     return max(10, int(minutes * 60 / seconds))
 
 
-def _export(model: str, work: Path, out: Path, size: dict[str, Any], info: dict[str, Any], bundle_dir: Path | None) -> None:
-    """Weights of the best validated EMA network: safetensors with config, and the bundle's plain model.pt."""
-    from safetensors.torch import save_file
-
-    from monai_tat.io import atomic_write
-    from monai_tat.networks import build_network, network_config
+def _best_network(model: str, work: Path, size: dict[str, Any]) -> torch.nn.Module:
+    """The best validated EMA network of the run in ``work`` (``<work>/models/model.pt``), on the CPU."""
+    from monai_tat.networks import build_network
 
     state = torch.load(work / "models" / "model.pt", map_location="cpu", weights_only=True)
     net = build_network(model.upper(), spatial_dims=2, in_channels=1, out_channels=1, **size)
     net.load_state_dict(state)
+    return net.eval()
+
+
+def _export(model: str, net: torch.nn.Module, out: Path, info: dict[str, Any], bundle_dir: Path | None) -> None:
+    """Weights of the best validated EMA network: safetensors with config, and the bundle's plain model.pt."""
+    from safetensors.torch import save_file
+
+    from monai_tat.io import atomic_write
+    from monai_tat.networks import network_config
+
     config = network_config(net)
-    tensors = {k: v.detach().float().contiguous() for k, v in net.state_dict().items()}
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}  # the gate may have used a GPU
     metadata = {"network_config": json.dumps(config), "training": json.dumps(info), "format": "pt"}
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{model}_demo.safetensors"
@@ -258,12 +280,52 @@ def _task_samples(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str
     return counts
 
 
+def _task_gains(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, float]:
+    """``["ct=3", "mri=1"]`` -> ``{"ct": 3.0, "mri": 1.0}``: each task at most once, any subset."""
+    gains: dict[str, float] = {}
+    for pair in pairs:
+        task, _, value = pair.partition("=")
+        try:
+            gain = float(value)
+        except ValueError:
+            gain = math.nan
+        if task not in _TASKS or task in gains or not math.isfinite(gain):
+            parser.error(f"--gate-task-gain takes TASK=DB once per task ({' '.join(_TASKS)}), e.g. ct=3; got {pair!r}")
+        gains[task] = gain
+    return gains
+
+
+def _gate_rule(parser: argparse.ArgumentParser, args: argparse.Namespace) -> heldout_gate.GateRule:
+    try:
+        return heldout_gate.GateRule(min_gain_db=args.gate_min_gain, loss_db=args.gate_loss_db,
+                                     max_losing_fraction=args.gate_max_losing,
+                                     task_min_gain_db=_task_gains(parser, args.gate_task_gain or []))
+    except ValueError as err:
+        parser.error(f"gate thresholds: {err}")
+
+
+def _run_gate(net: torch.nn.Module, weights: str, datalists: list[str], rule: heldout_gate.GateRule,
+              work: Path) -> heldout_gate.GateReport:
+    """Score the held-out (``testing``) items of ``datalists`` with ``net``; the table goes to ``work``."""
+    from monai_tat.training.data import load_datalist
+
+    items = load_datalist(datalists, key="testing")
+    report = heldout_gate.run_gate(items, net, rule, weights=weights, device="auto", log=_log)
+    json_path, md_path = heldout_gate.write_report(report, work)
+    _log(f"held-out gate: {'passed' if report.passed else 'REFUSED'} ({len(report.volumes)} volumes); table in "
+         f"{json_path} and {md_path.name}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python recipes/demo_weights/train.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=tuple(BUNDLES), required=True)
-    p.add_argument("--out", required=True, help="folder for <model>_demo.safetensors and its metrics")
+    p.add_argument("--out", default=None, help="folder for <model>_demo.safetensors and its metrics (required unless "
+                   "--gate-only)")
     p.add_argument("--datalist", nargs="*", default=[], help="prepared datalist JSON file(s) of real data")
+    p.add_argument("--no-phantoms", action="store_true",
+                   help="use only the --datalist files (no phantom pairs for training, validation or the held-out set)")
     p.add_argument("--work", default=None, help="run folder (phantoms, checkpoints, logs); default: a temporary folder per model")
     p.add_argument("--iterations", type=int, default=None, help="training iterations (default 2000; quick 4)")
     p.add_argument("--minutes", type=float, default=None, help="choose the iterations to fit this wall time here")
@@ -287,13 +349,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average", nargs="+", default=None, metavar="WEIGHTS",
                    help="with --export-only: export and evaluate the mean of these weights (one lineage), "
                         "written to <work>/models/model.pt, which must not exist yet")
+    gate = p.add_argument_group(
+        "held-out gate", "weights that make a held-out volume worse than its input are not exported; the "
+        "per-volume table goes to <work>/heldout_gate.json and .md")
+    gate.add_argument("--gate", choices=("enforce", "report", "off"), default="enforce",
+                      help="enforce (default): refuse to export weights that fail; report: score and record the "
+                           "verdict but export anyway (smoke runs, experiments); off: do not score")
+    gate.add_argument("--gate-only", default=None, metavar="WEIGHTS",
+                      help="do not train or export: gate this weight file (.safetensors or .pt) on the held-out set; "
+                           "exit status 1 when it is refused")
+    gate.add_argument("--gate-min-gain", type=float, default=0.0, metavar="DB",
+                      help="each held-out volume's mean PSNR gain over its input must be above this (default 0 dB)")
+    gate.add_argument("--gate-loss-db", type=float, default=0.1, metavar="DB",
+                      help="a slice loses when its PSNR falls by more than this (default 0.1 dB)")
+    gate.add_argument("--gate-max-losing", type=float, default=0.05, metavar="FRACTION",
+                      help="at most this fraction of a volume's slices may lose (default 0.05)")
+    gate.add_argument("--gate-task-gain", nargs="+", default=None, metavar="TASK=DB",
+                      help="per-task minimum mean gain over the task's held-out slices, e.g. ct=3 pet=3 mri=1")
     args = p.parse_args(argv)
+    if args.out is None and args.gate_only is None:
+        p.error("--out is required (the folder for the exported weights), unless --gate-only")
+    if args.gate_only is not None and (args.export_only or args.average or args.gate == "off"):
+        p.error("--gate-only gates a weight file alone: leave out --export-only, --average and --gate off")
+    if args.no_phantoms and not args.datalist:
+        p.error("--no-phantoms needs --datalist: without phantoms the data come only from datalists")
     if args.average is not None and (not args.export_only or len(args.average) < 2):
         p.error("--average takes two or more weights files and needs --export-only")
-    if not args.export_only and importlib.util.find_spec("tensorboard") is None:
+    trains = not (args.export_only or args.gate_only)
+    if trains and importlib.util.find_spec("tensorboard") is None:
         # train.json logs to TensorBoard, a training-only extra of monai-tat
         p.error('training logs to TensorBoard, which is not installed: install the training extra '
                 '(pip install -e ".[train]" in a checkout, or pip install "monai-tat[train]")')
+    rule = _gate_rule(p, args)
     samples = _task_samples(p, args.task_samples) if args.task_samples else args.samples_per_task
     batch = sum(samples.values()) if isinstance(samples, dict) else 3 * samples
 
@@ -309,11 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.gettempdir()) / f"monai_tat_demo_train_{model}"
     work.mkdir(parents=True, exist_ok=True)
 
-    phantoms = write_phantom_datalist(
-        work / "phantoms", per_task=args.phantoms or (1 if quick else 16), seed=args.seed,
-        size_scale=0.125 if quick else 1.0, slices=3 if quick else 8, testing_per_task=1 if quick else 2,
-    )
-    datalists = [str(phantoms), *(str(Path(d).resolve()) for d in args.datalist)]
+    phantoms = None
+    if not args.no_phantoms:
+        phantoms = write_phantom_datalist(
+            work / "phantoms", per_task=args.phantoms or (1 if quick else 16), seed=args.seed,
+            size_scale=0.125 if quick else 1.0, slices=3 if quick else 8, testing_per_task=1 if quick else 2,
+        )
+    datalists = [*([str(phantoms)] if phantoms else []), *(str(Path(d).resolve()) for d in args.datalist)]
+
+    if args.gate_only is not None:
+        from monai_tat.inference import load_model
+
+        report = _run_gate(load_model(args.gate_only, "cpu"), args.gate_only, datalists, rule, work)
+        if not report.passed:
+            raise SystemExit(report.refusal())
+        return 0
 
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.is_file() else {}
@@ -351,11 +448,22 @@ def main(argv: list[str] | None = None) -> int:
 
     info = {"iterations": iterations, "stopped_at": stopped_at, "wall_s_this_run": round(wall, 1), "patch": patch,
             "batch": batch, **({"task_samples": samples} if isinstance(samples, dict) else {}), "learning_rate": args.lr, "seed": args.seed,
-            "datalists": [Path(d).name if d == str(phantoms) else _portable(d) for d in datalists],
+            "datalists": [Path(d).name if phantoms and d == str(phantoms) else _portable(d) for d in datalists],
             "simulation": sim.SETTINGS, "network": size,
             "command": "python recipes/demo_weights/train.py " + " ".join(map(_portable, argv or [])),
             **({"averaged_from": averaged_from} if averaged_from else {})}
-    _export(model, work, Path(args.out), size, info, None if (args.no_bundles or quick) else bundle_dir)
+
+    # The gate first (held out: the phantoms of another seed and the datalists' testing items):
+    # nothing reaches --out (or the bundle) unless every held-out volume gains.
+    net = _best_network(model, work, size)
+    gate_record: dict[str, Any] = {"enforced": False, "skipped": True}
+    if args.gate != "off":
+        report = _run_gate(net, str(work / "models" / "model.pt"), datalists, rule, work)
+        if not report.passed and args.gate == "enforce":
+            raise SystemExit(report.refusal() + f" (nothing written to {args.out})")
+        if not report.passed:
+            _log(f"held-out gate REFUSED these weights; exporting anyway (--gate report): {report.refusal()}")
+        gate_record = {**report.to_json(), "enforced": args.gate == "enforce", "table_markdown": report.to_markdown()}
 
     # Held out: the phantoms of another seed and the datalists' testing items, with the bundle's evaluate.json.
     evaluation = {"ckpt_path": str(work / "models" / "model.pt"), "datalist": datalists, "data_key": "testing",
@@ -365,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     for task, s in summary.items():
         _log(f"{model} held-out {task}: input {s['input']['psnr']:.2f} dB / {s['input']['ssim']:.4f} -> restored "
              f"{s['restored']['psnr']:.2f} dB / {s['restored']['ssim']:.4f} ({s['slices']} slices)")
-    text = json.dumps({**info, "heldout_metrics": summary}, indent=2) + "\n"
+
+    _export(model, net, Path(args.out), info, None if (args.no_bundles or quick) else bundle_dir)
+    text = json.dumps({**info, "heldout_metrics": summary, "heldout_gate": gate_record}, indent=2) + "\n"
     atomic_write(Path(args.out) / f"{model}_demo_metrics.json", lambda tmp: tmp.write_text(text, encoding="utf-8"),
                  overwrite=True)
     return 0

@@ -240,6 +240,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceComboBox.connect("currentTextChanged(QString)", self.updateParameterNodeFromGUI)
         self.ui.batchSizeSpinBox.connect("valueChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.selfEnsembleCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        self.ui.confidenceMapCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
         self.ui.ampComboBox.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
 
@@ -301,6 +302,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox.currentText = parameters.device
             self.ui.batchSizeSpinBox.value = parameters.batch_size
             self.ui.selfEnsembleCheckBox.checked = parameters.self_ensemble
+            self.ui.confidenceMapCheckBox.checked = parameters.confidence_map
             select_combo_item(self.ui.ampComboBox, parameters.amp, parameters.amp)
         finally:
             self._updatingGUIFromParameterNode = False
@@ -321,6 +323,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters.device = self.ui.deviceComboBox.currentText
         parameters.batch_size = self.ui.batchSizeSpinBox.value
         parameters.self_ensemble = self.ui.selfEnsembleCheckBox.checked
+        parameters.confidence_map = self.ui.confidenceMapCheckBox.checked
         parameters.amp = self.ui.ampComboBox.currentText
         parameters.node.EndModify(was_modifying)
 
@@ -345,6 +348,7 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.deviceComboBox,
             self.ui.batchSizeSpinBox,
             self.ui.selfEnsembleCheckBox,
+            self.ui.confidenceMapCheckBox,
             self.ui.ampComboBox,
             self.ui.outputSelector,
         ):
@@ -396,10 +400,15 @@ class MedicalRestoreWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onFinished(self, job):
         self.updateButtons()
         if job.state == SUCCEEDED:
-            self.ui.statusLabel.text = f"Done in {job.elapsed_s:.0f} s: '{job.output_node.GetName()}'."
+            names = " and ".join(f"'{node.GetName()}'" for node in (job.output_node, job.confidence_node) if node)
+            self.ui.statusLabel.text = f"Done in {job.elapsed_s:.0f} s: {names}."
             self.ui.progressBar.maximum = max(self.ui.progressBar.maximum, 1)
             self.ui.progressBar.value = self.ui.progressBar.maximum
-            slicer.util.setSliceViewerLayers(background=job.output_node, fit=True)
+            if job.confidence_node is not None:  # the map over the result, half transparent
+                slicer.util.setSliceViewerLayers(background=job.output_node, foreground=job.confidence_node,
+                                                 foregroundOpacity=0.5, fit=True)
+            else:
+                slicer.util.setSliceViewerLayers(background=job.output_node, fit=True)
         else:
             self.ui.statusLabel.text = job.error
             self.ui.progressBar.maximum = 100
@@ -468,9 +477,11 @@ class MedicalRestoreTest(ScriptedLoadableModuleTest):
         parameters.task = "pet"
         parameters.batch_size = 3
         parameters.self_ensemble = True
+        parameters.confidence_map = True
         self.assertEqual(widget.ui.taskComboBox.currentText, "PET")
         self.assertEqual(widget.ui.batchSizeSpinBox.value, 3)
         self.assertTrue(widget.ui.selfEnsembleCheckBox.checked)
+        self.assertTrue(widget.ui.confidenceMapCheckBox.checked)
         # Panel -> parameter node.
         widget.ui.taskComboBox.currentText = "MRI"
         widget.ui.modelComboBox.currentText = "AMIR"

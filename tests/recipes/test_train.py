@@ -20,7 +20,8 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo_weights"
 
 
 def test_quick_training_exports_weights_metrics_and_resumes(tmp_path):
-    args = ["--model", "tat", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick"]
+    # a network trained for seconds cannot gain: the gate scores and records it without refusing the export
+    args = ["--model", "tat", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick", "--gate", "report"]
     assert main(args) == 0
     weights = tmp_path / "out" / "tat_demo.safetensors"
     state, config = read_checkpoint(weights)
@@ -28,6 +29,10 @@ def test_quick_training_exports_weights_metrics_and_resumes(tmp_path):
     info = json.loads((tmp_path / "out" / "tat_demo_metrics.json").read_text())
     assert info["iterations"] == 4 and set(info["heldout_metrics"]) == {"ct", "pet", "mri"}
     assert all(m["slices"] > 0 for m in info["heldout_metrics"].values())
+    gate = info["heldout_gate"]
+    assert gate["enforced"] is False and {v["task"] for v in gate["volumes"]} == {"ct", "pet", "mri"}
+    assert gate["passed"] == all(v["passed"] for v in gate["volumes"]) and "| held-out volume |" in gate["table_markdown"]
+    assert json.loads((tmp_path / "work" / "heldout_gate.json").read_text())["volumes"] == gate["volumes"]
     out = load_model(str(weights))(torch.rand(1, 1, 32, 32))
     assert out.shape == (1, 1, 32, 32) and torch.isfinite(out).all()
     datalist = json.loads((tmp_path / "work" / "phantoms" / "datalist.json").read_text())
@@ -74,7 +79,8 @@ def test_recipe_runs_as_a_script_from_any_folder(tmp_path):
                                capture_output=True, text=True, timeout=300)
         assert shown.returncode == 0, shown.stderr
         assert f"recipes/demo_weights/{script}" in shown.stdout
-    args = ["--model", "amir", "--out", "out", "--work", "work", "--quick", "--task-samples", "ct=1", "pet=1", "mri=2"]
+    args = ["--model", "amir", "--out", "out", "--work", "work", "--quick", "--task-samples", "ct=1", "pet=1", "mri=2",
+            "--gate", "report"]
     run = subprocess.run([sys.executable, str(RECIPE / "train.py"), *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -104,7 +110,7 @@ def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
         paths.append(tmp_path / f"w{seed}.pt")
         torch.save(net.state_dict(), paths[-1])
     args = ["--model", "tat", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick",
-            "--export-only", "--average", *map(str, paths)]
+            "--export-only", "--average", *map(str, paths), "--gate", "off"]
     assert main(args) == 0
     exported = read_checkpoint(tmp_path / "out" / "tat_demo.safetensors")[0]["patch_embed.weight"]
     sources = [torch.load(p, weights_only=True)["patch_embed.weight"] for p in paths]
@@ -112,6 +118,7 @@ def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
     info = json.loads((tmp_path / "out" / "tat_demo_metrics.json").read_text())
     assert [s["path"] for s in info["averaged_from"]] == list(map(str, paths))
     assert all(len(s["sha256"]) == 64 for s in info["averaged_from"]) and "mri" in info["heldout_metrics"]
+    assert info["heldout_gate"] == {"enforced": False, "skipped": True}  # --gate off: not scored
     # the work folder now holds weights: a second average there is refused and leaves them as they are
     before = (tmp_path / "work" / "models" / "model.pt").read_bytes()
     with pytest.raises(SystemExit, match="already exists"):

@@ -92,6 +92,15 @@ def test_automatic_window_and_no_report_reach_the_delivery_as_none(tmp_path):
     assert job.task is None and job.display_window is None
 
 
+def test_confidence_line_records_the_map_units_before_the_delivery(tmp_path):
+    seen = []
+    job, delivered, workdir = make_job(tmp_path, [["TASK ct", "WINDOW -160 240", "CONFIDENCE HU", "DONE out.nrrd"]], 0)
+    job._deliver = lambda path, task, window: seen.append(job.confidence_units) or "output node"
+    assert job.wait(timeout_s=5) == SUCCEEDED
+    assert seen == ["HU"] and job.confidence_units == "HU"
+    assert job.confidence_node is None  # the logic's delivery fills it; a job alone makes no node
+
+
 @pytest.mark.parametrize(
     "lines, expected",
     [

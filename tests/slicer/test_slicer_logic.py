@@ -6,6 +6,8 @@ imports torch), as the module does.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import slicer
@@ -200,6 +202,57 @@ def test_self_ensemble_choice_reaches_the_script(ct_node, logic, tiny_checkpoint
     job = logic.process_parameters(parameters, wait=False)
     job.cancel()  # only the command line matters here
     assert "--self-ensemble" in job.process.command
+
+
+def test_confidence_choice_reaches_the_script(ct_node, logic, tiny_checkpoint):
+    parameters = logic.parameters(ct_node.GetScene())
+    parameters.input_volume = ct_node
+    parameters.model, parameters.model_path = "file", tiny_checkpoint
+    job = logic.process_parameters(parameters, wait=False)
+    job.cancel()
+    assert "--confidence" not in job.process.command  # off by default: no 8 extra restorations
+    parameters.confidence_map = True
+    job = logic.process_parameters(parameters, wait=False)
+    job.cancel()  # only the command line matters here
+    command = job.process.command
+    assert command[command.index("--confidence") + 1] == os.path.join(job.workdir, "confidence.nrrd")
+
+
+@pytest.mark.slow
+def test_confidence_map_arrives_as_a_second_volume_in_the_background(scene, ct_node, logic, tiny_checkpoint, tmp_path):
+    from monai_tat.inference import load_model
+    from monai_tat.inference.confidence import restore_with_confidence
+    from monai_tat.io import write_volume
+
+    colours = slicer.vtkMRMLColorLogic()
+    colours.SetMRMLScene(scene)
+    parameters = logic.parameters(scene)
+    parameters.input_volume = ct_node
+    parameters.task = "CT"
+    parameters.model, parameters.model_path = "file", tiny_checkpoint
+    parameters.confidence_map = True
+    progress = []
+    job = logic.process_parameters(parameters, wait=False,
+                                   progress_callback=lambda done, total, left: progress.append((done, total)))
+    assert job.running and job.confidence_node is None  # the panel stays live: nothing in the scene yet
+    assert job.wait(timeout_s=300) == SUCCEEDED
+    assert progress[-1] == (32, 32)  # 4 slices x 8 views, reported as one progress
+    confidence = job.confidence_node
+    assert [n.GetName() for n in volume_nodes(scene)] == ["SyntheticCT", "SyntheticCT restored", "SyntheticCT confidence"]
+    # Same grid as the input, bit for bit; units recorded; heat colours, automatic window.
+    assert confidence.GetImageData().GetDimensions() == ct_node.GetImageData().GetDimensions()
+    assert np.array_equal(volumes.ijk_to_ras(confidence), volumes.ijk_to_ras(ct_node))
+    assert confidence.GetAttribute("MedicalRestore.ConfidenceUnits") == "HU"
+    assert "do not trust fine detail" in confidence.GetAttribute("MedicalRestore.ConfidenceReading")
+    assert confidence.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeIron"
+    assert confidence.GetDisplayNode().GetAutoWindowLevel()
+    # The values are the library's map of the same volume, in HU.
+    volumes.write_volume_file(ct_node, str(tmp_path / "input.nrrd"))
+    _, expected = restore_with_confidence(str(tmp_path / "input.nrrd"), load_model(tiny_checkpoint), "ct", device="cpu")
+    write_volume(expected, tmp_path / "expected.nrrd")
+    expected_voxels = volumes.voxels_on_grid(volumes.read_volume_file(str(tmp_path / "expected.nrrd")), ct_node)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(confidence), expected_voxels, atol=1e-2)
+    assert float(expected_voxels.max()) > 0
 
 
 # --- clear errors before anything starts ------------------------------------------------------

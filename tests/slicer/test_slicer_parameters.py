@@ -37,9 +37,10 @@ def test_one_parameter_node_per_scene_holds_the_defaults(scene):
         "BatchSize": "0",
         "SelfEnsemble": "false",
         "Precision": "none",
+        "ConfidenceMap": "false",
     }
     assert (parameters.task, parameters.model, parameters.device, parameters.batch_size) == ("auto", "tat", "auto", 0)
-    assert parameters.self_ensemble is False
+    assert parameters.self_ensemble is False and parameters.confidence_map is False
     assert parameters.input_volume is None and parameters.output_volume is None
     assert parameters.model_spec == "tat"
 
@@ -79,6 +80,8 @@ def test_values_are_typed_and_stored_on_the_node(scene, ct_node):
     assert node.GetParameter("SelfEnsemble") == "true" and parameters.self_ensemble is True
     node.SetParameter("SelfEnsemble", "perhaps")
     assert parameters.self_ensemble is False
+    parameters.confidence_map = True
+    assert node.GetParameter("ConfidenceMap") == "true" and parameters.confidence_map is True
 
 
 def test_a_change_is_one_modified_event_and_an_unchanged_value_none(scene):

@@ -18,6 +18,7 @@ from monai_tat.tasks import TASKS, get_task
 
 from MedicalRestoreLib import testing
 from MedicalRestoreLib.restore_volume_script import (
+    CONFIDENCE,
     DONE,
     ERROR,
     PROGRESS,
@@ -105,6 +106,21 @@ def test_self_ensemble_option_restores_with_the_ensemble(run_main, tmp_path, ct_
     a, b = (sitk.GetArrayFromImage(sitk.ReadImage(str(p))) for p in (plain, ensembled))
     assert a.shape == b.shape and np.isfinite(b).all()
     assert np.abs(a - b).max() > 0  # eight orientations averaged: not the plain network's output
+
+
+def test_confidence_option_writes_the_map_and_names_its_units(run_main, tmp_path, ct_file, tiny_checkpoint):
+    output, confidence = tmp_path / "out.nrrd", tmp_path / "confidence.nrrd"
+    code, sent = run_main("--input", ct_file, "--output", str(output), "--task", "ct", "--model", tiny_checkpoint,
+                          "--device", "cpu", "--confidence", str(confidence))
+    assert code == 0, sent
+    assert sent[-2:] == [(CONFIDENCE, "HU"), (DONE, str(output))]
+    progress = [payload for kind, payload in sent if kind == PROGRESS]
+    assert progress[-1] == (32, 32)  # 4 slices, 8 views: one progress over all of them
+    source, written = sitk.ReadImage(ct_file), sitk.ReadImage(str(confidence))
+    assert written.GetSize() == source.GetSize() and np.allclose(written.GetDirection(), source.GetDirection())
+    assert np.allclose(written.GetOrigin(), source.GetOrigin()) and np.allclose(written.GetSpacing(), source.GetSpacing())
+    values = sitk.GetArrayFromImage(written)
+    assert np.isfinite(values).all() and values.min() >= 0 and values.max() > 0
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from MedicalRestoreLib.errors import RestoreCancelled, RestoreError, RestoreInpu
 from MedicalRestoreLib.parameters import SETTING_LABELS
 from MedicalRestoreLib.progress import ProgressTracker
 from MedicalRestoreLib.restore_volume_script import (
+    CONFIDENCE,
     DONE,
     ERROR,
     EXIT_USER_ERROR,
@@ -73,6 +74,8 @@ class RestoreJob:
         self.user_error = False  # True when the error is the user's to fix (bad checkpoint, ...)
         self.setting: Optional[str] = None  # the setting that fixes the error, as the library names it
         self.output_node = None
+        self.confidence_units: Optional[str] = None  # units of the confidence map, when one was written
+        self.confidence_node = None  # the confidence map's volume node, when one was asked for
         self.status = "starting"
         self.log: List[str] = []
         self.progress = ProgressTracker()
@@ -152,6 +155,8 @@ class RestoreJob:
             self.display_window = payload  # type: ignore[assignment]
         elif kind == SETTING:
             self.setting = str(payload) or None
+        elif kind == CONFIDENCE:
+            self.confidence_units = str(payload) or None
         elif kind == ERROR:
             self._script_error = str(payload)
             self.add_log(f"Error: {payload}")

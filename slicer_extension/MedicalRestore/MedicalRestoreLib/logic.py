@@ -16,6 +16,12 @@ Units: the DICOM files behind a node loaded by Slicer's DICOM import (its instan
 in the DICOM database) go to the background process too; for a PET, which Slicer loads in Bq/mL,
 it computes the SUV factor from them, restores in SUV and gives the result back in Bq/mL, the
 input's units. A PET in Bq/mL without DICOM files (or an SUV factor) is refused.
+
+Confidence map: on request the background process also writes the confidence map of
+``monai_tat.inference.confidence`` (8 restorations more); it is read back into a second volume
+node, "<input> confidence", with the input's geometry, in the restored volume's units (recorded
+in the node's :data:`CONFIDENCE_UNITS_ATTRIBUTE`), shown with a heat colour table: high = do not
+trust fine detail there. Both results are read before either node is touched.
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ from MedicalRestoreLib.parameters import AMP_CHOICES, AUTO, RestoreParameters, p
 
 NAMED_MODELS = ("tat", "amir")
 OUTPUT_SUFFIX = " restored"
+CONFIDENCE_SUFFIX = " confidence"
+#: Node attributes of a confidence map: its units, and how to read it.
+CONFIDENCE_UNITS_ATTRIBUTE = "MedicalRestore.ConfidenceUnits"
+CONFIDENCE_READING_ATTRIBUTE = "MedicalRestore.ConfidenceReading"
+CONFIDENCE_READING = "high = do not trust fine detail here; zero = every view agreed and nothing was invented"
 
 
 def normalize_task(task: Optional[str]) -> str:
@@ -143,6 +154,11 @@ class RestoreLogic:
         """``"<input> restored"``."""
         return f"{input_node.GetName()}{OUTPUT_SUFFIX}"
 
+    @staticmethod
+    def default_confidence_name(input_node) -> str:
+        """``"<input> confidence"``."""
+        return f"{input_node.GetName()}{CONFIDENCE_SUFFIX}"
+
     # -- running ----------------------------------------------------------------------------
 
     def process(
@@ -157,6 +173,7 @@ class RestoreLogic:
         self_ensemble: bool = False,
         amp: Optional[str] = "none",
         suv_factor: Optional[float] = None,
+        confidence_map: bool = False,
         progress_callback: Optional[ProgressCallback] = None,
         log_callback: Optional[LogCallback] = None,
         finished_callback: Optional[Callable[[RestoreJob], None]] = None,
@@ -181,12 +198,16 @@ class RestoreLogic:
             suv_factor: a PET in Bq/mL without DICOM files: SUV = value x ``suv_factor``. A PET
                 loaded from DICOM gets its factor from its files; either way the result is given
                 back in Bq/mL.
+            confidence_map: also compute the confidence map (8 restorations more) and add it as a
+                new volume node "<input> confidence" (``job.confidence_node``), same geometry as the
+                input, in the restored volume's units.
             progress_callback: ``(done, total, seconds_left)`` after each batch of slices.
             log_callback: each log line of the background process.
             finished_callback: the job, once it succeeded, failed or was cancelled.
 
         Returns:
-            The :class:`RestoreJob`; ``job.output_node`` is the restored volume once it succeeded.
+            The :class:`RestoreJob`; ``job.output_node`` is the restored volume once it succeeded
+            (and ``job.confidence_node`` its confidence map, when asked for).
 
         Raises:
             RestoreInputError: before anything starts, for a missing / 2D / 4D / non-scalar input,
@@ -228,6 +249,7 @@ class RestoreLogic:
         workdir = tempfile.mkdtemp(prefix="MedicalRestore-")
         input_path = os.path.join(workdir, "input.nrrd")
         output_path = os.path.join(workdir, "restored.nrrd")
+        confidence_path = os.path.join(workdir, "confidence.nrrd") if confidence_map else None
         try:
             volumes.write_volume_file(inputNode, input_path)
             files_list = None
@@ -238,7 +260,7 @@ class RestoreLogic:
             command = self.build_command(
                 input_path, output_path, task_name, model_spec, device_name, batch, modality=modality,
                 self_ensemble=bool(self_ensemble), amp=precision, dicom_files_list=files_list,
-                suv_factor=suv_factor,
+                suv_factor=suv_factor, confidence_path=confidence_path,
             )
             background = BackgroundProcess(command, env=self.env, cwd=workdir)
         except BaseException:
@@ -246,9 +268,14 @@ class RestoreLogic:
             raise
 
         output_name = self.default_output_name(inputNode)
+        confidence_name = self.default_confidence_name(inputNode)
 
         def deliver(path: str, final_task: Optional[str], window: DisplayWindow):
-            return self._deliver(path, inputNode, outputNode, output_name, final_task, window)
+            output, job.confidence_node = self._deliver(
+                path, inputNode, outputNode, output_name, final_task, window,
+                confidence_path=confidence_path, confidence_name=confidence_name, confidence_units=job.confidence_units,
+            )
+            return output
 
         job = RestoreJob(
             background,
@@ -289,6 +316,7 @@ class RestoreLogic:
             batch_size=parameters.batch_size,
             self_ensemble=parameters.self_ensemble,
             amp=parameters.amp,
+            confidence_map=parameters.confidence_map,
             **callbacks,
         )
 
@@ -305,9 +333,11 @@ class RestoreLogic:
         amp: str = "none",
         dicom_files_list: Optional[str] = None,
         suv_factor: Optional[float] = None,
+        confidence_path: Optional[str] = None,
     ) -> List[str]:
         """The background process's command line (``modality``: the DICOM modality, when recorded;
-        ``dicom_files_list``: a text file naming the DICOM files behind the input, one per line)."""
+        ``dicom_files_list``: a text file naming the DICOM files behind the input, one per line;
+        ``confidence_path``: where the confidence map goes, when one is asked for)."""
         command = [
             self.python_executable,
             self.script_path,
@@ -334,22 +364,40 @@ class RestoreLogic:
             command += ["--dicom-files", dicom_files_list]
         if suv_factor is not None:
             command += ["--suv-factor", repr(float(suv_factor))]
+        if confidence_path:
+            command += ["--confidence", confidence_path]
         return command
 
     def start_polling(self, job: RestoreJob) -> None:
         """Arrange for ``job.poll()`` to be called regularly; here the caller does (Slicer: a QTimer)."""
 
     def _deliver(
-        self, result_path: str, input_node, output_node, output_name: str, task: Optional[str], window: DisplayWindow
+        self, result_path: str, input_node, output_node, output_name: str, task: Optional[str], window: DisplayWindow,
+        confidence_path: Optional[str] = None, confidence_name: Optional[str] = None,
+        confidence_units: Optional[str] = None,
     ):
-        """Read the finished result into the output node (created now when there is none)."""
+        """Read the finished result (and confidence map) into the output node (created now when there
+        is none) and a new confidence node; returns ``(output node, confidence node or None)``."""
         scene = input_node.GetScene()
         if scene is None:
             raise RestoreInputError("The input volume was removed from the scene while it was being restored.")
         result = volumes.read_volume_file(result_path)
+        confidence = volumes.read_volume_file(confidence_path) if confidence_path else None
+        # Both grids are checked before any node changes: a bad map must not leave a half result.
+        voxels = volumes.voxels_on_grid(result, input_node)
+        confidence_voxels = volumes.voxels_on_grid(confidence, input_node) if confidence is not None else None
         if output_node is None or output_node.GetScene() is None:
             output_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(output_name))
             volumes.place_beside(output_node, input_node)
-        volumes.fill_output_volume(output_node, result, input_node)
+        volumes.fill_output_voxels(output_node, voxels, input_node)
         volumes.apply_task_display(output_node, task, window, reference=input_node)
-        return output_node
+        confidence_node = None
+        if confidence_voxels is not None:
+            confidence_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode",
+                                                      scene.GenerateUniqueName(confidence_name or "confidence"))
+            volumes.place_beside(confidence_node, input_node)
+            volumes.fill_output_voxels(confidence_node, confidence_voxels, input_node)
+            confidence_node.SetAttribute(CONFIDENCE_UNITS_ATTRIBUTE, confidence_units or "")
+            confidence_node.SetAttribute(CONFIDENCE_READING_ATTRIBUTE, CONFIDENCE_READING)
+            volumes.apply_heat_display(confidence_node)
+        return output_node, confidence_node

@@ -99,6 +99,8 @@ class RestoreParameters:
         self_ensemble: average the network over the 8 flips / transpositions of each slice
             (a little better, 8x slower).
         amp: ``"none"`` (float32), ``"bf16"`` or ``"fp16"``: half precision on a CUDA GPU.
+        confidence_map: also add the confidence map as a second volume, "<input> confidence"
+            (8 restorations more).
 
     Args:
         node: the ``vtkMRMLScriptedModuleNode`` holding the values (see :func:`parameter_node`).
@@ -113,6 +115,7 @@ class RestoreParameters:
     batch_size = _Parameter("BatchSize", 0, int, lambda value: str(int(value)))
     self_ensemble = _Parameter("SelfEnsemble", False, _flag, lambda value: "true" if value else "false")
     amp = _Parameter("Precision", "none", _name, _name)
+    confidence_map = _Parameter("ConfidenceMap", False, _flag, lambda value: "true" if value else "false")
 
     def __init__(self, node):
         self.node = node

@@ -5,7 +5,7 @@ network runs outside Slicer's main thread and Slicer stays responsive::
 
     python restore_volume_script.py --input in.nrrd --output out.nrrd \
         --task auto --modality CT --model tat --device auto [--batch-size 8] [--self-ensemble] [--amp fp16] \
-        [--dicom-files files.txt] [--suv-factor F]
+        [--dicom-files files.txt] [--suv-factor F] [--confidence confidence.nrrd]
 
 Units: Slicer loads a DICOM PET in Bq/mL (activity concentration). When the volume is a PET and
 the DICOM files behind it are named (``--dicom-files``), its SUV factor is computed from their
@@ -26,7 +26,10 @@ Protocol: every message is one line on stdout, ``<KIND> <payload>``, flushed at 
 - ``TASK <name>``: the registry task the volume is restored for (resolved before the first slice);
 - ``WINDOW <low> <high>`` or ``WINDOW auto``: the task's display window in its physical units
   (``TaskSpec.display_window``), or ``auto`` when the task has none (MRI); sent after TASK;
-- ``PROGRESS <done> <total>``: slices restored so far and slices in the volume;
+- ``PROGRESS <done> <total>``: slices restored so far and slices in the volume (with
+  ``--confidence``, over all 8 restorations the map needs);
+- ``CONFIDENCE <units>``: the confidence map was written to the ``--confidence`` file, in these
+  units (the restored volume's: HU, SUV, Bq/mL, a.u.); sent before DONE;
 - ``DONE <path>``: the restored volume was written to ``path``;
 - ``SETTING <name>``: the setting that fixes the error that follows (``task``, ``model``,
   ``device``, ``batch_size``), when the library names one;
@@ -62,8 +65,9 @@ PROGRESS = "PROGRESS"
 DONE = "DONE"
 SETTING = "SETTING"
 ERROR = "ERROR"
+CONFIDENCE = "CONFIDENCE"
 MODALITY = "MODALITY"  # sample_data_script.py: the DICOM modality of the sample volume it wrote
-MESSAGE_KINDS = (STATUS, TASK, WINDOW, PROGRESS, DONE, SETTING, ERROR, MODALITY)
+MESSAGE_KINDS = (STATUS, TASK, WINDOW, PROGRESS, DONE, SETTING, ERROR, CONFIDENCE, MODALITY)
 AUTO = "auto"  # the automatic task, and a WINDOW line's payload for "no fixed window"
 
 EXIT_OK = 0
@@ -135,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dicom-files", default=None,
                         help="text file naming the DICOM files the volume was loaded from, one per line (PET: SUV factor)")
     parser.add_argument("--suv-factor", type=float, default=None, help="PET in Bq/mL: SUV = value x factor")
+    parser.add_argument("--confidence", default=None,
+                        help="also write the confidence map (NRRD, NIfTI or MHA) here: high = do not trust fine detail")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser
 
@@ -294,12 +300,13 @@ def restore(args: argparse.Namespace) -> int:
     try:
         task = choose_task(args.task, args.modality)
         suv_factor = source_suv_factor(task, args.input, args.dicom_files, args.suv_factor)
-        restore_file(
+        result = restore_file(
             args.input, args.output, args.model, task=task, device=args.device, batch_size=args.batch_size,
             self_ensemble=args.self_ensemble, amp=args.amp, suv_factor=suv_factor,
             overwrite=args.overwrite, status=lambda text: emit(STATUS, text),
             on_task=lambda name: emit_task(name, suv_factor),
             progress=lambda done, total: emit(PROGRESS, int(done), int(total)),
+            confidence_path=args.confidence,
         )
     except (UserInputError, OSError) as error:
         # The same errors the command line reports as user errors (bad file, wrong checkpoint).
@@ -308,6 +315,8 @@ def restore(args: argparse.Namespace) -> int:
             emit(SETTING, setting)
         emit(ERROR, f"{error} {SLICER_PET_UNITS_FIX}" if setting == "suv_factor" else error)
         return EXIT_USER_ERROR
+    if result.confidence is not None:
+        emit(CONFIDENCE, result.confidence.meta["confidence"]["units"])
     emit(DONE, args.output)
     return EXIT_OK
 

@@ -25,6 +25,8 @@ DICOM_INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"  # SOP instance UIDs of the
 # background, the nuclear-medicine convention. A rendering choice of Slicer, not a task property.
 TASK_COLOR_NODE_IDS = {"pet": "vtkMRMLColorTableNodeInvertedGrey"}
 GREY_COLOR_NODE_ID = "vtkMRMLColorTableNodeGrey"
+# A confidence map reads as heat: dark where every view agreed, bright where not to trust detail.
+HEAT_COLOR_NODE_ID = "vtkMRMLColorTableNodeIron"
 
 
 def volume_dimensions(node) -> tuple:
@@ -220,7 +222,12 @@ def fill_output_volume(output, result, reference) -> None:
     The geometry (spacing, origin, IJK-to-RAS directions) and the parent transform are copied
     from the input node itself, not from the file, so they are bit-identical to the input's.
     """
-    voxels = voxels_on_grid(result, reference)
+    fill_output_voxels(output, voxels_on_grid(result, reference), reference)
+
+
+def fill_output_voxels(output, voxels: np.ndarray, reference) -> None:
+    """Give ``output`` the ``voxels`` (a (K, J, I) array on ``reference``'s grid, see
+    :func:`voxels_on_grid`) and exactly the geometry of ``reference``."""
     image = vtk.vtkImageData()
     was_modifying = output.StartModify()
     output.SetAndObserveImageData(image)
@@ -268,6 +275,19 @@ def apply_task_display(
             display.AutoWindowLevelOff()
             display.SetWindowLevelMinMax(float(window[0]), float(window[1]))
     display.EndModify(was_modifying)
+
+
+def apply_heat_display(node) -> None:
+    """Show a map (the confidence map) with the heat colour table and an automatic window."""
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    if display is None:
+        return
+    scene = node.GetScene()
+    if scene is not None and scene.GetNodeByID(HEAT_COLOR_NODE_ID) is not None:
+        display.SetAndObserveColorNodeID(HEAT_COLOR_NODE_ID)
+    display.AutoWindowLevelOn()
 
 
 def place_beside(output, reference) -> None:
