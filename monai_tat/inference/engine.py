@@ -3,18 +3,21 @@
 This is the one place that turns a volume into network-sized slices and back; the CLI, the MONAI
 bundles and the Slicer module call it.
 
-Intensity handling (per task, numbers from :func:`monai_tat.tasks.get_task`; the same affine map
-as :func:`monai_tat.transforms.model_intensity_transform` and its inverse, applied per block of
+Intensity handling (per task, numbers from :func:`monai_tat.tasks.get_task`; the functions of
+:mod:`monai_tat.transforms.model_mapping`, which the transforms use too, applied per block of
 slices instead of to the whole volume; the tests check that both give the same values):
 
-- The volume is mapped to the model range [0, 1] with bounds fixed for the whole volume (MRI
-  percentiles are volume statistics, computed once), and the restored slices are mapped back with
-  the exact inverse.
+- The volume is mapped to the model range [0, 1] and the restored slices are mapped back with the
+  exact inverse. CT and PET use one fixed pair of bounds; MRI the 0.5 / 99.5 percentiles of each
+  slice along the slicing axis (kept as two small vectors), so a slice's result does not depend on
+  the other slices of its file.
 - CT and PET have a fixed physical model range (CT [-1024, 3072] HU, PET [0, 20] SUV). The network
   sees its input clipped to [0, 1] as in training, and every voxel whose input lies outside the
   range (metal or bone above 3072 HU, FOV padding below -1024 HU, PET hot spots above 20 SUV) keeps
   its input value in the output: the network cannot restore what it never saw.
-- MRI uses per-volume percentiles without clipping: every voxel is restored.
+- MRI uses per-slice percentiles without clipping: every voxel is restored. A constant slice is
+  shifted only, and a nearly empty slice (air with a little tissue) gets a widened span, so no
+  voxel reaches the network far above 1 (``meta["restoration"]["intensity"]`` counts both).
 - NaN or infinite input voxels are refused with :class:`~monai_tat.errors.UserInputError`.
 - Units are checked, not assumed (:mod:`monai_tat.inference.units`): a CT in stored values or a
   PET in Bq/mL is refused, or converted to HU / SUV when its rescale intercept / SUV factor is
@@ -25,7 +28,8 @@ How the work flows (host memory above the input: the output, one staging copy wh
 rows are not contiguous in the input, and a few blocks of slices; time: a handful of passes):
 
 - One pass (min and max) checks that every voxel is finite and tells whether any lies outside
-  the model range; MRI percentiles are exact (NumPy's) from one partitioned float32 copy.
+  the model range; MRI percentiles are exact (NumPy's), from partitioned float32 copies of a few
+  slices at a time.
 - Slices are read from a *row-contiguous* view of the volume: the input itself when its rows (the
   in-plane axis shown as columns) are contiguous, else a staging copy made with torch's blocked 2D
   transpose (for a C-ordered ``(I, J, K)`` volume sliced along K, the common case); restored
@@ -80,6 +84,7 @@ from monai_tat.inference.tasks import resolve_task
 from monai_tat.inference.units import InputUnits, input_units, task_given_conversion
 from monai_tat.io import as_meta_tensor, axial_axis, read_volume
 from monai_tat.tasks import TASKS, get_task
+from monai_tat.transforms.model_mapping import ModelBounds, from_model, task_bounds, to_model
 
 __all__ = [
     "restore_volume",
@@ -225,7 +230,7 @@ def _restore(
     if units.converts:
         data = units.to_task_units(data)  # a converted copy; the input is only read
         value_range = tuple(float(v) for v in torch.aminmax(data))
-    mapping = _IntensityMap.for_volume(task, data, value_range)
+    mapping = _IntensityMap.for_volume(task, data, value_range, slice_axis)
     _refuse_if_nothing_in_range(task, data, mapping, value_range, units)
     restored = _empty_like_dense(data)
     staging = _SliceStaging(data, restored, slice_axis)
@@ -246,7 +251,7 @@ def _restore(
     network_name = type(model.network if self_ensemble else model).__name__
     meta["restoration"] = {"task": task, "network": network_name, "axis": slice_axis,
                            "self_ensemble": bool(self_ensemble), "kspace_consistency": consistency,
-                           "units": units.record()}
+                           "units": units.record(), "intensity": mapping.record()}
     return MetaTensor(restored, meta=meta)
 
 
@@ -376,61 +381,53 @@ def _slice_view(x: torch.Tensor, axis: int | None) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class _IntensityMap:
-    """``model = (x - lower) / (upper - lower)`` (float32, the transforms' exact arithmetic) and back.
+    """The task's bounds for this volume (:func:`monai_tat.transforms.model_mapping.task_bounds`:
+    fixed, or MRI percentiles per slice along the slicing axis) and the map to the model range and
+    back, applied to blocks of slices.
 
     ``clip``: fixed-range task (input clipped to [0, 1], out-of-range voxels kept). ``any_outside``:
     some voxel of this volume lies outside [0, 1] after the map (else no mask is needed).
     """
 
-    lower: float
-    upper: float
+    bounds: ModelBounds
     clip: bool
     any_outside: bool
 
     @classmethod
-    def for_volume(cls, task: str, data: torch.Tensor, value_range: tuple[float, float]) -> _IntensityMap:
+    def for_volume(cls, task: str, data: torch.Tensor, value_range: tuple[float, float], axis: int | None) -> _IntensityMap:
         spec = get_task(task)
-        if spec.model_range is not None:
-            lower, upper = (float(v) for v in spec.model_range)
-        else:
-            lower, upper = _exact_percentiles(data, spec.model_percentiles)
-            if upper - lower <= 1e-12 * max(1.0, abs(lower)):
-                upper = lower + 1.0  # a constant image: shift only (as MRINormalize)
-        mapping = cls(lower, upper, spec.fixed_range, True)
+        bounds = task_bounds(task, data, axis)
+        if not spec.fixed_range:
+            return cls(bounds, False, True)
         # The map is monotonic in float32 too, so the extremes tell whether any voxel leaves [0, 1].
-        low, high = mapping.to_model(torch.tensor(value_range, dtype=torch.float32)).tolist()
-        return cls(lower, upper, spec.fixed_range, low < 0.0 or high > 1.0)
-
-    def to_model(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """``(x - lower) / (upper - lower)`` written to ``out`` (same shape) or a new tensor."""
-        out = torch.sub(x, self.lower, out=out) if out is not None else torch.sub(x, self.lower)
-        return out.div_(self.span)
+        low, high = to_model(torch.tensor(value_range, dtype=torch.float32), bounds).tolist()
+        return cls(bounds, True, low < 0.0 or high > 1.0)
 
     @property
-    def span(self) -> float:
-        """``upper - lower``: model-range values times this, plus ``lower``, are physical values."""
-        return self.upper - self.lower
+    def lower(self) -> float:
+        """The lower bound of a fixed range."""
+        return self.bounds.scalars()[0]
 
+    @property
+    def upper(self) -> float:
+        """The upper bound of a fixed range."""
+        return self.bounds.scalars()[1]
 
-def _exact_percentiles(data: torch.Tensor, percentiles: tuple[float, float]) -> tuple[float, float]:
-    """``numpy.percentile(data.astype(float64), percentiles)`` ("linear" method), exactly, without the
-    float64 copies: a float32 copy is partitioned at the needed ranks and the neighbours are
-    interpolated in float64 with NumPy's formula. Memory: one float32 copy of ``data``."""
-    values = np.array(data.detach().cpu().numpy(), dtype=np.float32, order="K").ravel(order="K")  # one copy
-    n = values.size
-    quantiles = np.asarray(percentiles, dtype=np.float64) / 100
-    virtual = (n - 1) * quantiles
-    below = np.floor(virtual)
-    above_bounds = virtual >= n - 1
-    prev_index = np.where(above_bounds, n - 1, below).astype(np.intp)
-    next_index = np.where(above_bounds, n - 1, below + 1).astype(np.intp)
-    values.partition(np.unique(np.concatenate(([0, n - 1], prev_index, next_index))))
-    a = values[prev_index].astype(np.float64)
-    b = values[next_index].astype(np.float64)
-    gamma = virtual - np.where(above_bounds, -1, below)
-    diff = b - a
-    result = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
-    return float(result[0]), float(result[1])
+    def to_model(self, x: torch.Tensor, start: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Slices ``x = slices[start:start + len(x)]`` mapped to the model range, into ``out`` (same shape) or a new tensor."""
+        return to_model(x, self.bounds, out=out, slices=(start, start + x.shape[0]))
+
+    def to_physical_(self, y: torch.Tensor, start: int, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Model-range slices ``y`` (slices ``[start, start + len(y))``) back to physical values, into ``out`` or ``y``."""
+        return from_model(y, self.bounds, out=y if out is None else out, slices=(start, start + y.shape[0]))
+
+    def record(self) -> dict[str, Any]:
+        """What ``meta["restoration"]["intensity"]`` says about the mapping."""
+        if not self.bounds.per_slice:
+            lower, upper = self.bounds.scalars()
+            return {"bounds": "fixed" if self.clip else "percentiles", "lower": lower, "upper": upper}
+        return {"bounds": "percentiles per slice", "slices": self.bounds.slices,
+                "widened_slices": self.bounds.widened, "constant_slices": self.bounds.constant}
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,9 +698,9 @@ class _Restoration:
             raw = self.staging.input_slices[block.start + lo : block.start + hi]
             model_input = buffers["model_input"][lo:hi]
             if "kept_input" not in buffers:  # MRI, or no voxel outside the range: nothing to clip or keep
-                self.mapping.to_model(raw, out=model_input)
+                self.mapping.to_model(raw, block.start + lo, out=model_input)
                 continue
-            unclipped = self.mapping.to_model(raw, out=buffers["restored_weight"][lo:hi])
+            unclipped = self.mapping.to_model(raw, block.start + lo, out=buffers["restored_weight"][lo:hi])
             torch.clamp(unclipped, 0.0, 1.0, out=model_input)
             # unclipped - clipped is non-zero exactly where clipping acted: outside = 1.0 there, else 0.0;
             # kept input = input * outside (the input's value, or 0) and restored weight = 1 - outside.
@@ -725,7 +722,7 @@ class _Restoration:
                     result = self._measure_and_forward(batch)
                 else:
                     result = _forward(self.model, batch, self.device, self.amp_dtype)
-                    self._to_host(result, buffers["network_output"][offset : offset + count])
+                    self._to_host(result, buffers["network_output"][offset : offset + count], block.start + offset)
             except (RuntimeError, torch.cuda.OutOfMemoryError) as err:
                 if not is_out_of_memory(err):
                     raise
@@ -745,7 +742,7 @@ class _Restoration:
                 _release_cached_memory(self.device)
                 continue
             if self.measure_batch:
-                self._to_host(result, buffers["network_output"][offset : offset + count])
+                self._to_host(result, buffers["network_output"][offset : offset + count], block.start + offset)
                 self.measure_batch = False
             block.batches.append((offset, count))
             offset += count
@@ -754,12 +751,12 @@ class _Restoration:
         if self.pipelined and self.device.type == "cuda":
             block.event = _completion_event(self.device)
 
-    def _to_host(self, result: torch.Tensor, destination: torch.Tensor) -> None:
-        """Network output into the host buffer: on CPU mapped back and checked at once (the scaling
-        replaces a copy), from CUDA a non-blocking copy (mapped back in :meth:`_finish`)."""
+    def _to_host(self, result: torch.Tensor, destination: torch.Tensor, start: int) -> None:
+        """Network output (slices from ``start``) into the host buffer: on CPU mapped back and
+        checked at once (the scaling replaces a copy), from CUDA a non-blocking copy (mapped back in
+        :meth:`_finish`)."""
         if result.device.type == "cpu":  # map back while it is in cache
-            torch.mul(result, self.mapping.span, out=destination)
-            destination.add_(self.mapping.lower)
+            self.mapping.to_physical_(result, start, out=destination)
             _check_finite(destination)
         else:
             destination.copy_(result, non_blocking=True)
@@ -783,7 +780,7 @@ class _Restoration:
         for lo, hi in self._chunks(block.count):
             restored = buffers["network_output"][lo:hi]
             if self.device.type != "cpu":  # on CPU done in _to_host
-                self._map_back_and_check(restored)
+                self._map_back_and_check(restored, block.start + lo)
             destination = self.staging.output_slices[block.start + lo : block.start + hi]
             if "kept_input" not in buffers:
                 destination.copy_(restored)
@@ -796,9 +793,9 @@ class _Restoration:
             for _offset, count in block.batches:
                 self._report(count)
 
-    def _map_back_and_check(self, restored: torch.Tensor) -> None:
+    def _map_back_and_check(self, restored: torch.Tensor, start: int) -> None:
         """In place: ``restored * (upper - lower) + lower`` (the transforms' inverse), then refuse NaN / inf."""
-        restored.mul_(self.mapping.span).add_(self.mapping.lower)
+        self.mapping.to_physical_(restored, start)
         _check_finite(restored)
 
     def _report(self, count: int) -> None:

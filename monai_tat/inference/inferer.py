@@ -31,6 +31,7 @@ from monai_tat.errors import UserInputError
 from monai_tat.inference.engine import restore_volume
 from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode, check_kspace_consistency_mode
 from monai_tat.tasks import get_task
+from monai_tat.transforms.model_mapping import ModelBounds, from_model, to_model
 
 __all__ = ["RestorationInferer"]
 
@@ -93,17 +94,17 @@ class RestorationInferer(Inferer):
         record = _intensity_record(inputs, b)
         if task is not None and get_task(task).name != record["task"]:
             raise UserInputError(f"image {b} was mapped for task {record['task']} but the batch says {task}")
-        lower, upper = float(record["lower"]), float(record["upper"])
+        bounds = ModelBounds.from_record(record).without_channel()  # recorded on (C, *spatial), here (*spatial)
         item = inputs[b, 0]
         item = (item.as_tensor() if isinstance(item, MetaTensor) else item).detach().float().cpu()
         affine = None
         if isinstance(inputs, MetaTensor):
             affine = inputs.affine[b] if inputs.affine.ndim == 3 else inputs.affine
-        physical = MetaTensor(item * (upper - lower) + lower, affine=affine)
+        physical = MetaTensor(from_model(item, bounds), affine=affine)
         restored = restore_volume(physical, network, record["task"], device=device, batch_size=self.batch_size,
                                   axis=self.axis, amp=self.amp, self_ensemble=self.self_ensemble,
                                   kspace_consistency=self.kspace_consistency)
-        return (restored.as_tensor() - lower) / (upper - lower)
+        return to_model(restored.as_tensor(), bounds)
 
 
 def _intensity_record(inputs: torch.Tensor, b: int) -> dict[str, Any]:

@@ -453,7 +453,7 @@ def test_thread_count_is_the_callers_for_the_network_and_restored_after():
 
 
 def test_exact_percentiles_equal_numpy_on_float64():
-    from monai_tat.inference.engine import _exact_percentiles
+    from monai_tat.transforms.model_mapping import exact_percentiles as _exact_percentiles
 
     rng = np.random.default_rng(0)
     for trial in range(300):

@@ -18,6 +18,7 @@ from monai_tat.inference.inferer import RestorationInferer
 from monai_tat.metrics import psnr
 from monai_tat.metrics.monai_metrics import PaperPSNRMetric
 from monai_tat.training import RestorationIteration
+from monai_tat.transforms.model_mapping import ModelBounds, from_model
 from monai_tat.transforms.task_intensity import TaskIntensityd
 
 
@@ -32,7 +33,9 @@ def test_each_item_mapped_by_its_task_and_inverted_by_invertd() -> None:
     ct = pre({"image": _volume(-1100, 3500), "task": "ct"})
     torch.testing.assert_close(ct["image"].as_tensor(), (_volume(-1100, 3500).as_tensor() + 1024) / 4096)
     mri = pre({"image": _volume(0, 900), "task": "MRI"})
-    lo, hi = np.percentile(_volume(0, 900).numpy(), (0.5, 99.5))
+    # per axial slice (the last axis of this affine), all channels together
+    lo, hi = np.percentile(_volume(0, 900).numpy(), (0.5, 99.5), axis=(0, 1, 2), keepdims=True)
+    lo, hi = lo.astype(np.float32), hi.astype(np.float32)
     torch.testing.assert_close(mri["image"].as_tensor(), (_volume(0, 900).as_tensor() - lo) / (hi - lo),
                                rtol=1e-4, atol=1e-5)
     restored = {**mri, "pred": mri["image"].clone() * 1.0}
@@ -44,7 +47,8 @@ def test_label_mapped_with_the_inputs_bounds_and_fixed_range_clipping() -> None:
     t = TaskIntensityd(["image", "label"], ref_key="image", clip="fixed_range")
     image, label = _volume(0, 400, seed=1), _volume(0, 800, seed=2)
     out = t({"image": image, "label": label, "task": "mri"})
-    lo, hi = np.percentile(image.numpy(), (0.5, 99.5))
+    lo, hi = np.percentile(image.numpy(), (0.5, 99.5), axis=(0, 1, 2), keepdims=True)  # the input's, per slice
+    lo, hi = lo.astype(np.float32), hi.astype(np.float32)
     torch.testing.assert_close(out["label"].as_tensor(), (label.as_tensor() - lo) / (hi - lo), rtol=1e-4, atol=1e-5)
     pet = t({"image": _volume(0, 30), "label": _volume(0, 30, seed=3), "task": "pet"})
     assert float(pet["image"].max()) == 1.0 and float(pet["label"].min()) >= 0.0
@@ -76,11 +80,12 @@ def test_inferer_passes_kspace_consistency_and_self_ensemble_to_the_engine() -> 
     mapped = TaskIntensityd("image")({"image": volume[None], "task": "mri"})["image"]
     batch = MetaTensor(mapped[None], meta=mapped.meta, applied_operations=[mapped.applied_operations])
     batch.is_batch = True
-    lower, upper = mapped.applied_operations[-1]["extra_info"]["lower"], mapped.applied_operations[-1]["extra_info"]["upper"]
+    bounds = ModelBounds.from_record(mapped.applied_operations[-1]["extra_info"]).without_channel()
+    assert bounds.per_slice and bounds.slices == 2
     for options in ({}, {"kspace_consistency": "off"}, {"self_ensemble": True, "kspace_consistency": "off"}):
         pred = RestorationInferer(**options)(batch, net, task=["mri"])
         expected = restore_volume(volume, net, "mri", device="cpu", **options)
-        torch.testing.assert_close(pred[0, 0].as_tensor() * (upper - lower) + lower, expected.as_tensor(),
+        torch.testing.assert_close(from_model(pred[0, 0].as_tensor(), bounds), expected.as_tensor(),
                                    rtol=1e-4, atol=0.05)
     default = restore_volume(volume, net, "mri", device="cpu")
     assert default.meta["restoration"]["kspace_consistency"]["applied"]
