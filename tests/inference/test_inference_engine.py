@@ -369,7 +369,7 @@ CASES = ["ct_axial_c_order", "ct_non_axial_affine", "ct_axis_1", "ct_fortran_ord
 
 
 def _assert_same_as_plain(image, network, task, kwargs):
-    from monai_tat.benchmarks.volume_speed import plain_restore
+    from reference_restore import plain_restore
 
     fast = restore_volume(image, network, task, device="cpu", **kwargs)
     plain = plain_restore(image, network, task, batch_size=kwargs.get("batch_size", 1), axis=kwargs.get("axis"))
@@ -508,7 +508,7 @@ def test_cuda_pipeline_equals_plain_path(case):
     """The double-buffered CUDA pipeline against the plain loop, with a real network. TF32 is off
     here (float32 products exactly as on the CPU); batches of different sizes may still pick other
     cuDNN algorithms, hence 1e-5 of the largest value in float32 and 1e-3 in bf16."""
-    from monai_tat.benchmarks.volume_speed import plain_restore
+    from reference_restore import plain_restore
 
     image, task, kwargs = _case(case)
     network = _small_tat()
