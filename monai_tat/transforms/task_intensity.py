@@ -3,11 +3,18 @@
 A datalist mixes CT, PET and MRI items (``{"image", "label", "task"}``); MONAI pipelines apply one
 transform to every item. :class:`TaskIntensityd` reads the item's ``task`` and applies that task's
 mapping to the [0, 1] model range (:func:`monai_tat.transforms.model_intensity_transform`, the
-same mapping the restoration engine uses), records the bounds it used, and undoes them in
-:meth:`~TaskIntensityd.inverse`, so ``Invertd`` brings a restored image back to HU / SUV / MRI units.
+functions of :mod:`monai_tat.transforms.model_mapping` that the restoration engine uses too),
+records the bounds it used, and undoes them in :meth:`~TaskIntensityd.inverse`, so ``Invertd``
+brings a network's output back to HU / SUV / MRI units.
 
-Example (a bundle's inference preprocessing and postprocessing)::
+The bundles' training pipelines use it (before cropping patches); their inference does not: the
+``RestorationInferer`` takes physical units and its engine maps each slice itself.
 
+Example (a training pipeline, and a pipeline of your own that runs a network on the mapped image)::
+
+    train = Compose([LoadImaged(["image", "label"]), EnsureChannelFirstd(["image", "label"]),
+                     Orientationd(["image", "label"], "RAS"),
+                     TaskIntensityd(["image", "label"], ref_key="image", clip="fixed_range")])
     pre = Compose([LoadImaged("image"), EnsureChannelFirstd("image"), TaskIntensityd("image")])
     post = Invertd("pred", transform=pre, orig_keys="image")   # pred back in physical units
 """
