@@ -76,9 +76,12 @@ class TaskSpec:
         modality_codes: DICOM Modality (0008,0060) values that mean this task; the first is the one
             the package writes.
         model_range: physical values mapped linearly to the networks' [0, 1] input range, or None
-            when the range comes from each volume's percentiles (MRI). A fixed range also means
+            when the range comes from the image's percentiles (MRI). A fixed range also means
             that input voxels outside it are clipped for the network and kept in the output.
-        model_percentiles: per-volume percentiles mapped to [0, 1] when ``model_range`` is None.
+        model_percentiles: percentiles mapped to [0, 1] when ``model_range`` is None.
+        percentiles_per_slice: the ``model_percentiles`` are taken per 2D slice (along the axis
+            the network slices), so a slice's result does not depend on the other slices of its
+            file; else over the whole image (see :mod:`monai_tat.transforms.model_mapping`).
         eval_window: the papers' evaluation window in physical units (prediction and label are
             clipped to it before PSNR / SSIM / RMSE).
         display_window: a fixed display window in physical units (previews, Slicer); None means
@@ -102,6 +105,7 @@ class TaskSpec:
     simulator_defaults: Mapping[str, Any] = field(default_factory=dict)
     simulator_is_random: bool = True
     model_percentiles: tuple[float, float] = (0.5, 99.5)
+    percentiles_per_slice: bool = False
     central_slices: Optional[int] = None
     air_threshold: Optional[float] = None
     units_expected: str = "any scale"
@@ -180,6 +184,7 @@ _SPECS = (
         simulator="KSpaceTruncation",
         simulator_defaults=MappingProxyType({"factor": 4.0}),
         simulator_is_random=False,
+        percentiles_per_slice=True,
         central_slices=100,
     ),
 )

@@ -1,8 +1,8 @@
 """One entry point for the speed benchmarks: ``python -m monai_tat.benchmarks {engine,models,networks} ...``.
 
 - ``engine``: the engine's own time and memory (a network that does nothing on a 512x512x200
-  CT-like volume); table and ``--json`` figures (:func:`monai_tat.benchmarks.volume_speed.engine_main`).
-- ``models``: seconds per volume with TAT / AMIR through the engine (:func:`~monai_tat.benchmarks.volume_speed.main`).
+  CT-like volume); table and ``--json`` figures (:mod:`monai_tat.benchmarks.engine_speed`).
+- ``models``: seconds per volume with TAT / AMIR through the engine (:mod:`monai_tat.benchmarks.models_speed`).
 - ``networks``: seconds per slice of the networks alone (:mod:`monai_tat.benchmarks.networks_speed`).
 - ``drift``: PSNR of each fast mode (autocast, TorchScript, torch.compile) against float32 on the
   demo samples with the shipped weights (:mod:`monai_tat.benchmarks.quality_drift`).
@@ -30,11 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args and args[0] in ("-h", "--help") else 2
     command, rest = args[0], args[1:]
     if command == "engine":
-        from monai_tat.benchmarks.volume_speed import engine_main
+        from monai_tat.benchmarks.engine_speed import engine_main
 
         return engine_main(rest)
     if command == "models":
-        from monai_tat.benchmarks.volume_speed import main as models_main
+        from monai_tat.benchmarks.models_speed import main as models_main
 
         return models_main(rest)
     if command == "gpu-check":

@@ -185,7 +185,7 @@ class _BatchLog(nn.Module):
 
 def oom_row(device: torch.device, size: int, slices: int) -> CheckRow:
     """A real out-of-memory: the process's GPU memory capped to hold about a third of the batch."""
-    from monai_tat.benchmarks.volume_speed import ct_like_volume
+    from monai_tat.benchmarks.volumes import ct_like_volume
     from monai_tat.inference import load_model, restore_volume
 
     setting = f"TAT shipped, {size}x{size}x{slices} CT, batch {slices} under a memory cap"
@@ -228,7 +228,8 @@ def oom_row(device: torch.device, size: int, slices: int) -> CheckRow:
 
 def large_ct_row(device: torch.device, shape: Sequence[int], limit_gb: Optional[float], amp: Optional[str]) -> CheckRow:
     """A whole CT volume through the engine with the GPU limited to ``limit_gb``."""
-    from monai_tat.benchmarks.volume_speed import _gpu_memory_limit, ct_like_volume
+    from monai_tat.benchmarks.measuring import gpu_memory_limit as _gpu_memory_limit
+    from monai_tat.benchmarks.volumes import ct_like_volume
     from monai_tat.inference import load_model, restore_volume
 
     volume = ct_like_volume(shape)
@@ -258,7 +259,7 @@ def bundle_row(device: torch.device, shape: Sequence[int]) -> CheckRow:
     """The TAT bundle's inference.json on ``device`` against the engine on the same device."""
     import nibabel as nib
 
-    from monai_tat.benchmarks.volume_speed import ct_like_volume
+    from monai_tat.benchmarks.volumes import ct_like_volume
     from monai_tat.inference import load_model, restore_volume
     from monai_tat.io import read_volume
 

@@ -6,7 +6,7 @@ Modes: ``fp32`` (eager PyTorch, the baseline), ``bf16`` / ``fp16`` (autocast), `
 executor optimises at the second), ``onnx-ts`` / ``onnx-dynamo`` (ONNX Runtime on
 the CPU, with the file size). Each row: median seconds per slice over ``--repeats`` runs after one
 warm-up, slices/s, peak memory above the start of the run (CUDA: allocated bytes; CPU: the
-process's peak resident size, see :class:`~monai_tat.benchmarks.volume_speed.PeakMemory`), the
+process's peak resident size, see :class:`~monai_tat.benchmarks.measuring.PeakMemory`), the
 largest |difference| from the fp32 eager output on the same input, and the speed-up over the
 reference implementation where one was measured. ``--json`` writes the rows.
 
@@ -125,7 +125,7 @@ def _peak_memory(device: torch.device):
                 self.extra_bytes = torch.cuda.max_memory_allocated(device) - self._start
 
         return _Cuda()
-    from monai_tat.benchmarks.volume_speed import PeakMemory
+    from monai_tat.benchmarks.measuring import PeakMemory
 
     return PeakMemory()
 

@@ -3,17 +3,20 @@
 MONAI workflows (``SupervisedEvaluator``, the bundles' ``inference.json`` / ``evaluate.json`` and
 the validation during training) hand an inferer a batch of channel-first volumes and the network.
 :class:`RestorationInferer` restores each volume with :func:`monai_tat.inference.restore_volume`,
-the package's one restoration path (axial slicing, batching, out-of-memory halving, clipping of the
-fixed-range tasks with out-of-range voxels kept), so a bundle restores exactly as ``monai-tat
-restore`` and the Slicer module do. Its input is in the model range, mapped by the preprocessing's
-:class:`~monai_tat.transforms.task_intensity.TaskIntensityd`; the bounds that transform recorded
-take each volume back to physical units for the engine (which maps them itself), and the result
-comes back in the model range for the postprocessing's ``Invertd``.
+the package's one restoration path (axial slicing, the task's intensity mapping, batching,
+out-of-memory halving, clipping of the fixed-range tasks with out-of-range voxels kept), so a
+bundle restores exactly as ``monai-tat restore`` and the Slicer module do.
+
+Its input and output are in physical units (HU, SUV, MRI signal): the engine maps each slice to
+the networks' [0, 1] range once and the result back once (:mod:`monai_tat.transforms.model_mapping`),
+so the preprocessing has no intensity transform and the postprocessing no ``Invertd``.
+``TaskIntensityd`` is the training pipelines' mapping (the same functions, applied before cropping
+patches); an input that carries its record is refused, since restoring it would map it twice.
 
 Example::
 
     inferer = RestorationInferer(batch_size=8)
-    pred = inferer(batch["image"], network, task=batch["task"])   # (B, 1, I, J, K) in [0, 1] units
+    pred = inferer(batch["image"], network, task=batch["task"])   # (B, 1, I, J, K) in HU / SUV / MRI units
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ TaskArgument = Union[str, Sequence[str], None]
 
 
 class RestorationInferer(Inferer):
-    """Restore ``(B, 1, *spatial)`` model-range images with a 2D network, slice by slice.
+    """Restore ``(B, 1, *spatial)`` images in physical units with a 2D network, slice by slice.
 
     Per batch item: the slicing axis is the axial axis of the item's affine (``axis`` overrides
     it; a 2D image is one slice); for the tasks with a fixed physical model range (CT, PET) the
@@ -53,13 +56,12 @@ class RestorationInferer(Inferer):
         kspace_consistency: MRI k-space consistency, "auto" (when the input is detected as
             k-space-truncated), "on" or "off"; see :func:`monai_tat.inference.restore_volume`.
 
-    Call: ``inferer(inputs, network, task=...)``. Each input must carry the record of
-    :class:`~monai_tat.transforms.task_intensity.TaskIntensityd` (its task and bounds); ``task``
-    (the batch's task names, e.g. passed by ``monai.engines.PrepareBatchExtraInput({"task":
-    "task"})``) is checked against it.
+    Call: ``inferer(inputs, network, task=...)``: ``task`` is the batch's task names (one name, or
+    one per item, e.g. passed by ``monai.engines.PrepareBatchExtraInput({"task": "task"})``), or
+    None to let the engine find each item's task (DICOM modality, then intensities).
 
     Returns:
-        a float32 MetaTensor shaped like ``inputs``, with its metadata, in the model range.
+        a float32 MetaTensor shaped like ``inputs``, with its metadata, in physical units.
     """
 
     def __init__(self, batch_size: int | None = None, axis: int | None = None, amp: str | bool | None = None,
@@ -90,35 +92,31 @@ class RestorationInferer(Inferer):
 
     def _restore_item(self, inputs: torch.Tensor, b: int, task: str | None, network: nn.Module,
                       device: torch.device) -> torch.Tensor:
-        record = _intensity_record(inputs, b)
-        if task is not None and get_task(task).name != record["task"]:
-            raise UserInputError(f"image {b} was mapped for task {record['task']} but the batch says {task}")
-        lower, upper = float(record["lower"]), float(record["upper"])
+        _refuse_mapped(inputs, b)
         item = inputs[b, 0]
         item = (item.as_tensor() if isinstance(item, MetaTensor) else item).detach().float().cpu()
         affine = None
         if isinstance(inputs, MetaTensor):
             affine = inputs.affine[b] if inputs.affine.ndim == 3 else inputs.affine
-        physical = MetaTensor(item * (upper - lower) + lower, affine=affine)
-        restored = restore_volume(physical, network, record["task"], device=device, batch_size=self.batch_size,
-                                  axis=self.axis, amp=self.amp, self_ensemble=self.self_ensemble,
-                                  kspace_consistency=self.kspace_consistency)
-        return (restored.as_tensor() - lower) / (upper - lower)
+        restored = restore_volume(MetaTensor(item, affine=affine), network, None if task is None else get_task(task).name,
+                                  device=device, batch_size=self.batch_size, axis=self.axis, amp=self.amp,
+                                  self_ensemble=self.self_ensemble, kspace_consistency=self.kspace_consistency)
+        return restored.as_tensor()
 
 
-def _intensity_record(inputs: torch.Tensor, b: int) -> dict[str, Any]:
-    """Task and bounds that TaskIntensityd recorded on batch item ``b``."""
+def _refuse_mapped(inputs: torch.Tensor, b: int) -> None:
+    """Refuse batch item ``b`` when TaskIntensityd already mapped it: the engine maps it itself."""
     ops = inputs.applied_operations if isinstance(inputs, MetaTensor) else []
     if ops and isinstance(ops[0], list):  # a collated batch keeps one list per item
         ops = ops[b]
-    for op in reversed(ops):
-        info = op.get(TraceKeys.EXTRA_INFO) or {}
-        if op.get(TraceKeys.CLASS_NAME) == "TaskIntensityd" and {"task", "lower", "upper"} <= set(info):
-            return info
-    raise UserInputError(
-        "the restoration inferer restores images mapped by TaskIntensityd (which records their task and "
-        "intensity bounds); add it to the preprocessing"
-    )
+    if not isinstance(ops, list):  # a collated batch without operations holds TraceKeys.NONE
+        ops = []
+    if any(isinstance(op, dict) and op.get(TraceKeys.CLASS_NAME) == "TaskIntensityd" for op in ops):
+        raise UserInputError(
+            "the restoration inferer takes images in physical units (HU, SUV, MRI signal) and maps them to the "
+            "network's range itself; remove TaskIntensityd from the inference preprocessing and the Invertd of the "
+            "prediction from the postprocessing"
+        )
 
 
 def _network_device(network: nn.Module, fallback: torch.device) -> torch.device:

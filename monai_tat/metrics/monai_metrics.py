@@ -9,9 +9,10 @@
   of the input against the label (PSNR / SSIM / RMSE), writing per-image rows and per-task means
   with the paired t-test of restored against input (:func:`monai_tat.metrics.paired_comparison`).
 
-Predictions, labels and inputs must be in physical units (``Invertd`` after the model-range
-mapping), channel-first ``(1, H, W)`` or ``(1, I, J, K)``; 3D images are sliced along the axial
-axis of their affine, as the restoration engine slices them.
+Predictions, labels and inputs must be in physical units (as the ``RestorationInferer`` returns
+them, or ``Invertd`` after a model-range mapping), channel-first ``(1, H, W)`` or
+``(1, I, J, K)``; 3D images are sliced along the axial axis of their affine, as the restoration
+engine slices them.
 """
 
 from __future__ import annotations

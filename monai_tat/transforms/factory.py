@@ -13,8 +13,8 @@ def model_intensity_transform(task: str, *, clip: bool = False) -> HUWindow | SU
 
     - ``"ct"``: :class:`HUWindow` over the task's model range (the papers' [-1024, 3072] HU).
     - ``"pet"``: :class:`SUVNormalize` over its model range ([0, 20] SUV).
-    - ``"mri"``: :class:`MRINormalize` with per-volume percentiles (0.5, 99.5); the statistics
-      travel in the output's metadata.
+    - ``"mri"``: :class:`MRINormalize` with the task's percentiles (0.5, 99.5) of each 2D slice
+      (``TaskSpec.percentiles_per_slice``); the bounds travel in the output's metadata.
 
     Args:
         task: a task of :data:`monai_tat.tasks.TASKS`.
@@ -25,7 +25,8 @@ def model_intensity_transform(task: str, *, clip: bool = False) -> HUWindow | SU
     """
     spec = get_task(task)
     if spec.model_range is None:
-        return MRINormalize("percentile", percentiles=spec.model_percentiles, clip=clip)
+        return MRINormalize("percentile", percentiles=spec.model_percentiles, clip=clip,
+                            per_slice=spec.percentiles_per_slice)
     if spec.units == "HU":
         return HUWindow(spec.model_range, clip=clip)
     return SUVNormalize(spec.model_range, clip=clip)

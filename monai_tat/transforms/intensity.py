@@ -2,7 +2,8 @@
 
 Every transform here is the affine map ``y = (x - lower) / (upper - lower)``, optionally clipped to
 [0, 1], where ``lower``/``upper`` are fixed (HU window, SUV range, MRI fixed range) or computed from
-the image (MRI percentiles). The bounds actually used are stored in the output MetaTensor's
+the image (MRI percentiles, of the whole image or per slice); the map itself and its inverse are
+:mod:`monai_tat.transforms.model_mapping`'s. The bounds actually used are stored in the output MetaTensor's
 ``applied_operations`` so that :meth:`inverse` maps a restored image back to physical units even
 when it is called on another instance of the same class (for example in another process).
 
@@ -26,6 +27,15 @@ from monai.utils import TraceKeys, TransformBackends, convert_to_tensor
 from monai_tat.errors import UserInputError
 from monai_tat.tasks import get_task
 from monai_tat.transforms._checks import ensure_finite, float_dtype_for
+from monai_tat.transforms.model_mapping import (
+    ModelBounds,
+    channel_first_slice_axis,
+    fixed_bounds,
+    from_model,
+    percentile_bounds,
+    slice_percentile_bounds,
+    to_model,
+)
 
 __all__ = [
     "CT_WINDOWS",
@@ -105,7 +115,7 @@ class _AffineToUnit(InvertibleTransform):
     def __init__(self, clip: bool) -> None:
         self.clip = bool(clip)
 
-    def bounds(self, img: torch.Tensor) -> tuple[float, float]:
+    def bounds(self, img: torch.Tensor) -> ModelBounds:
         """The physical values mapped to 0 and 1 for this image."""
         raise NotImplementedError
 
@@ -116,11 +126,11 @@ class _AffineToUnit(InvertibleTransform):
             raise UserInputError(f"{name}: the input is complex; pass a magnitude (real) image.")
         ensure_finite(img_t, name)
         img_t = img_t.to(float_dtype_for(img_t.dtype))
-        lower, upper = self.bounds(img_t)
-        out = (img_t - lower) / (upper - lower)
+        bounds = self.bounds(img_t)
+        out = to_model(img_t, bounds)
         if self.clip:
             out = out.clamp(0.0, 1.0)
-        info = {"lower": float(lower), "upper": float(upper), "clip": self.clip}
+        info = {**bounds.record(), "clip": self.clip}
         return self.push_transform(out, extra_info=info)
 
     def inverse(self, data: torch.Tensor) -> torch.Tensor:
@@ -132,9 +142,7 @@ class _AffineToUnit(InvertibleTransform):
         name = type(self).__name__
         info = self._pop_own_operation(data)
         ensure_finite(data, name, "image to invert")
-        lower, upper = float(info["lower"]), float(info["upper"])
-        out = data.to(float_dtype_for(data.dtype)) * (upper - lower) + lower
-        return out
+        return from_model(data.to(float_dtype_for(data.dtype)), ModelBounds.from_record(info))
 
     def _pop_own_operation(self, data: torch.Tensor) -> dict:
         name = type(self).__name__
@@ -181,8 +189,8 @@ class HUWindow(_AffineToUnit):
         super().__init__(clip)
         self.lower, self.upper = window_bounds(window, width, level)
 
-    def bounds(self, img: torch.Tensor) -> tuple[float, float]:
-        return self.lower, self.upper
+    def bounds(self, img: torch.Tensor) -> ModelBounds:
+        return fixed_bounds(self.lower, self.upper)
 
 
 class SUVNormalize(_AffineToUnit):
@@ -198,23 +206,30 @@ class SUVNormalize(_AffineToUnit):
         super().__init__(clip)
         self.lower, self.upper = _checked_range(float(suv_range[0]), float(suv_range[1]), "SUVNormalize")
 
-    def bounds(self, img: torch.Tensor) -> tuple[float, float]:
-        return self.lower, self.upper
+    def bounds(self, img: torch.Tensor) -> ModelBounds:
+        return fixed_bounds(self.lower, self.upper)
 
 
 class MRINormalize(_AffineToUnit):
-    """MRI: map a fixed signal range or per-volume percentiles to [0, 1].
+    """MRI: map a fixed signal range or percentiles (of the whole image or of each slice) to [0, 1].
 
     Args:
-        mode: ``"percentile"`` (default): the ``percentiles`` of the whole input (all channels and
-            slices together, so a volume is scaled once, not per slice) map to 0 and 1; the values
-            travel in the metadata, so :meth:`inverse` restores the original scale.
+        mode: ``"percentile"`` (default): the ``percentiles`` of the input map to 0 and 1; the
+            values travel in the metadata, so :meth:`inverse` restores the original scale.
             ``"fixed"``: ``value_range`` (default the papers' [0, 4095]) maps to [0, 1].
         percentiles: lower and upper percentile in [0, 100] for ``mode="percentile"``.
         value_range: ``(lower, upper)`` signal for ``mode="fixed"``.
         clip: clip the output to [0, 1] (default False, so the map is exactly invertible).
+        per_slice: ``mode="percentile"`` only. False (default): the percentiles of the whole input
+            (all channels and slices together, a volume scaled once). True: the percentiles of each
+            2D slice (all channels together), the task mapping of MRI
+            (:func:`~monai_tat.transforms.model_intensity_transform`): the input is channel-first,
+            a ``(C, H, W)`` image is one slice and a ``(C, I, J, K)`` volume is sliced along its
+            axial axis (from its affine; the last axis without one), the axis the restoration
+            engine slices; nearly empty slices are handled as
+            :func:`~monai_tat.transforms.model_mapping.slice_percentile_bounds` says.
 
-    A constant image (upper percentile == lower percentile) is shifted to 0 without scaling.
+    A constant image (or slice) is shifted to 0 without scaling.
     """
 
     def __init__(
@@ -223,6 +238,7 @@ class MRINormalize(_AffineToUnit):
         percentiles: Sequence[float] = (0.5, 99.5),
         value_range: Sequence[float] = _MRI.eval_window,
         clip: bool = False,
+        per_slice: bool = False,
     ) -> None:
         super().__init__(clip)
         if mode not in ("percentile", "fixed"):
@@ -230,18 +246,19 @@ class MRINormalize(_AffineToUnit):
         lo_p, hi_p = float(percentiles[0]), float(percentiles[1])
         if not 0.0 <= lo_p < hi_p <= 100.0:
             raise UserInputError(f"MRINormalize: need 0 <= lower < upper <= 100 percentiles, got {percentiles}.")
+        if per_slice and mode != "percentile":
+            raise UserInputError("MRINormalize: per_slice applies to mode='percentile' only.")
         self.mode = mode
         self.percentiles = (lo_p, hi_p)
         self.value_range = _checked_range(float(value_range[0]), float(value_range[1]), "MRINormalize")
+        self.per_slice = bool(per_slice)
 
-    def bounds(self, img: torch.Tensor) -> tuple[float, float]:
+    def bounds(self, img: torch.Tensor) -> ModelBounds:
         if self.mode == "fixed":
-            return self.value_range
-        values = img.detach().cpu().numpy().astype(np.float64, copy=False)
-        lower, upper = np.percentile(values, self.percentiles)
-        if upper - lower <= 1e-12 * max(1.0, abs(lower)):
-            return float(lower), float(lower) + 1.0  # constant image: shift only
-        return float(lower), float(upper)
+            return fixed_bounds(*self.value_range)
+        if self.per_slice:
+            return slice_percentile_bounds(img, self.percentiles, channel_first_slice_axis(img))
+        return percentile_bounds(img, self.percentiles)
 
 
 class _AffineToUnitd(MapTransform, InvertibleTransform):
@@ -305,5 +322,6 @@ class MRINormalized(_AffineToUnitd):
         value_range: Sequence[float] = _MRI.eval_window,
         clip: bool = False,
         allow_missing_keys: bool = False,
+        per_slice: bool = False,
     ) -> None:
-        super().__init__(keys, MRINormalize(mode, percentiles, value_range, clip), allow_missing_keys)
+        super().__init__(keys, MRINormalize(mode, percentiles, value_range, clip, per_slice), allow_missing_keys)

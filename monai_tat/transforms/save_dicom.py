@@ -5,8 +5,9 @@ DICOM series folder by ``LoadImaged``. It writes with :func:`monai_tat.io.write_
 series and instance UIDs, same study and frame of reference, ``DERIVED``, SourceImageSequence,
 physical values re-encoded; published atomically after reading every file back).
 
-Add it to a bundle's ``postprocessing`` after ``Invertd`` (the prediction must be back in the
-units the loader gave and in the loaded array order, with no resampling or reorientation)::
+Add it to a bundle's ``postprocessing`` (the prediction must be in the units the loader gave and in
+the loaded array order, as the bundles' ``RestorationInferer`` returns it; invert any resampling or
+reorientation first)::
 
     {"_target_": "monai_tat.transforms.save_dicom.SaveDicomSeriesd", "keys": "pred",
      "output_dir": "@output_dir", "network": "@network"}

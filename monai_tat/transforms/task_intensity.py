@@ -3,11 +3,18 @@
 A datalist mixes CT, PET and MRI items (``{"image", "label", "task"}``); MONAI pipelines apply one
 transform to every item. :class:`TaskIntensityd` reads the item's ``task`` and applies that task's
 mapping to the [0, 1] model range (:func:`monai_tat.transforms.model_intensity_transform`, the
-same mapping the restoration engine uses), records the bounds it used, and undoes them in
-:meth:`~TaskIntensityd.inverse`, so ``Invertd`` brings a restored image back to HU / SUV / MRI units.
+functions of :mod:`monai_tat.transforms.model_mapping` that the restoration engine uses too),
+records the bounds it used, and undoes them in :meth:`~TaskIntensityd.inverse`, so ``Invertd``
+brings a network's output back to HU / SUV / MRI units.
 
-Example (a bundle's inference preprocessing and postprocessing)::
+The bundles' training pipelines use it (before cropping patches); their inference does not: the
+``RestorationInferer`` takes physical units and its engine maps each slice itself.
 
+Example (a training pipeline, and a pipeline of your own that runs a network on the mapped image)::
+
+    train = Compose([LoadImaged(["image", "label"]), EnsureChannelFirstd(["image", "label"]),
+                     Orientationd(["image", "label"], "RAS"),
+                     TaskIntensityd(["image", "label"], ref_key="image", clip="fixed_range")])
     pre = Compose([LoadImaged("image"), EnsureChannelFirstd("image"), TaskIntensityd("image")])
     post = Invertd("pred", transform=pre, orig_keys="image")   # pred back in physical units
 """
@@ -28,6 +35,7 @@ from monai_tat.errors import UserInputError
 from monai_tat.tasks import get_task
 from monai_tat.transforms._checks import ensure_finite, float_dtype_for
 from monai_tat.transforms.factory import model_intensity_transform
+from monai_tat.transforms.model_mapping import ModelBounds, from_model, to_model
 
 __all__ = ["TaskIntensityd", "CLIP_FIXED_RANGE"]
 
@@ -42,10 +50,11 @@ class TaskIntensityd(MapTransform, InvertibleTransform):
     """Map ``keys`` to the model range with the mapping of each item's task; invertible.
 
     For every item, ``model_intensity_transform(item[task_key])`` chooses the physical values
-    mapped to 0 and 1 (CT [-1024, 3072] HU, PET [0, 20] SUV, MRI the 0.5 / 99.5 percentiles of the
-    volume). With ``ref_key`` the bounds come from that key's image and are applied to every key:
-    training maps the high-quality label with the low-quality input's percentiles, exactly what
-    inference sees (only the input exists there).
+    mapped to 0 and 1 (CT [-1024, 3072] HU, PET [0, 20] SUV, MRI the 0.5 / 99.5 percentiles of
+    each 2D slice along the axial axis, the axis the restoration engine slices; after
+    ``Orientationd("RAS")`` the last one). With ``ref_key`` the bounds come from that key's image
+    and are applied to every key: training maps the high-quality label with the low-quality
+    input's percentiles, slice by slice, exactly what inference sees (only the input exists there).
 
     Args:
         keys: keys of the images to map (channel-first arrays in physical units, any spatial size).
@@ -92,11 +101,16 @@ class TaskIntensityd(MapTransform, InvertibleTransform):
             shared = mapping.bounds(self._checked(d[self.ref_key], self.ref_key))
         for key in self.key_iterator(d):
             image = self._checked(d[key], key)
-            lower, upper = shared if shared is not None else mapping.bounds(image)
-            out = (image - lower) / (upper - lower)
+            bounds = shared if shared is not None else mapping.bounds(image)
+            if bounds.per_slice and image.shape[bounds.axis] != bounds.slices:
+                raise UserInputError(
+                    f"TaskIntensityd: image '{key}' has {image.shape[bounds.axis]} slices along axis {bounds.axis} but "
+                    f"'{self.ref_key}' has {bounds.slices}; give the images of an item the same shape."
+                )
+            out = to_model(image, bounds)
             if clip:
                 out = out.clamp(0.0, 1.0)
-            info = {"task": task, "lower": float(lower), "upper": float(upper), "clip": clip}
+            info = {"task": task, **bounds.record(), "clip": clip}
             d[key] = self.push_transform(out, extra_info=info)
         return d
 
@@ -129,6 +143,5 @@ class TaskIntensityd(MapTransform, InvertibleTransform):
                 )
             info = record[TraceKeys.EXTRA_INFO]
             ensure_finite(image, "TaskIntensityd", f"image '{key}' to invert")
-            lower, upper = float(info["lower"]), float(info["upper"])
-            d[key] = image.to(float_dtype_for(image.dtype)) * (upper - lower) + lower
+            d[key] = from_model(image.to(float_dtype_for(image.dtype)), ModelBounds.from_record(info))
         return d

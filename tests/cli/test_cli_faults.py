@@ -100,10 +100,10 @@ def test_full_disk_preview_png(tmp_path, ct_file, tat_checkpoint, capsys, monkey
 
 
 def test_full_disk_demo_leaves_no_volume(tmp_path, capsys, monkeypatch):
-    from monai_tat.inference import engine
+    from monai_tat.inference.engine import slice_loop as engine
 
     _full_disk(monkeypatch)
-    monkeypatch.setattr(engine, "_forward", lambda model, batch, *a: batch.clone())  # no network time
+    monkeypatch.setattr(engine, "forward", lambda model, batch, *a: batch.clone())  # no network time
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--task", "pet", "--size", "48", "--slices", "1", "--device", "cpu"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -280,14 +280,14 @@ def test_amp_on_cpu_is_one_warning_line(tmp_path, ct_file, tat_checkpoint, capfd
 
 @pytest.mark.parametrize("when", ["restoring", "writing"])
 def test_sigterm_is_cancelled_with_nothing_written(tmp_path, ct_file, tat_checkpoint, capsys, monkeypatch, when):
-    from monai_tat.inference import engine
+    from monai_tat.inference.engine import slice_loop as engine
 
     if when == "restoring":
         def terminated(*args, **kwargs):
             os.kill(os.getpid(), signal.SIGTERM)
             raise AssertionError("SIGTERM did not stop the restoration")
 
-        monkeypatch.setattr(engine, "_forward", terminated)
+        monkeypatch.setattr(engine, "forward", terminated)
     else:
         real_write = sitk.WriteImage
 

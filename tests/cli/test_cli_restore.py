@@ -170,9 +170,9 @@ def test_bad_output_suffix_and_preview(tmp_path, ct_file, tat_checkpoint, capsys
 
 
 def test_interrupt_mid_volume_leaves_no_output(tmp_path, ct_file, tat_checkpoint, capsys, monkeypatch):
-    from monai_tat.inference import engine
+    from monai_tat.inference.engine import slice_loop as engine
 
-    real_forward, calls = engine._forward, []
+    real_forward, calls = engine.forward, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -180,7 +180,7 @@ def test_interrupt_mid_volume_leaves_no_output(tmp_path, ct_file, tat_checkpoint
             raise KeyboardInterrupt
         return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_forward", interrupted)
+    monkeypatch.setattr(engine, "forward", interrupted)
     out = tmp_path / "o.nii.gz"
     rc = main(_restore(str(ct_file), str(out), "--model", str(tat_checkpoint), "--task", "ct", "--batch-size", "1",
                        "--preview", str(tmp_path / "p.png")))

@@ -52,7 +52,7 @@ def load_counter(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(batch, "load_model", counting_load)
     monkeypatch.setattr("monai_tat.inference.files.load_model", forbidden)
-    monkeypatch.setattr("monai_tat.inference.engine.load_model", forbidden)
+    monkeypatch.setattr("monai_tat.inference.engine.network.load_model", forbidden)
     return loads
 
 

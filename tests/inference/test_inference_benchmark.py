@@ -1,7 +1,7 @@
 """The benchmark entry point: its figures are internally consistent and really measured.
 
 Not timing tests: the assertions are about what the figures mean (medians of the runs, ratios to
-the copy time, max |diff| computed against the plain path, memory seen by the probe), and about
+the copy time, max |diff| computed against the closed-form result of a network that does nothing, memory seen by the probe), and about
 the engine's memory, which is deterministic enough to bound.
 """
 
@@ -16,7 +16,9 @@ import torch
 from monai.data import MetaTensor
 
 from monai_tat.benchmarks import __main__ as entry
-from monai_tat.benchmarks.volume_speed import PeakMemory, ct_like_volume, engine_figures, synthetic_volume
+from monai_tat.benchmarks.engine_speed import engine_figures
+from monai_tat.benchmarks.measuring import PeakMemory
+from monai_tat.benchmarks.volumes import ct_like_volume, synthetic_volume
 
 
 def test_engine_json_figures_are_consistent_and_printed(tmp_path, capsys):
@@ -37,7 +39,7 @@ def test_engine_json_figures_are_consistent_and_printed(tmp_path, capsys):
     assert f"{row['seconds']:9.3f}" in table and f"{row['engine_copies']:8.1f}" in table
 
 
-def test_max_diff_is_measured_against_the_plain_path():
+def test_max_diff_is_measured_against_the_identity_restoration():
     from monai_tat.inference import restore_volume
 
     def off_by_half(*args, **kwargs):

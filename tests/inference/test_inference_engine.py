@@ -224,13 +224,13 @@ class _FailsLikeCuda(Smoother):
     "cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a non-contiguous input.",
 ])
 def test_cublas_and_cudnn_allocation_failures_halve_the_batch(monkeypatch, message):
-    from monai_tat.inference import engine
+    from monai_tat.inference.engine import slice_loop as engine
 
     volume = _ct_volume(shape=(6, 6, 5))
     net = _FailsLikeCuda(limit=2, message=message)
     released: list[bool] = []
     # The cache may be emptied only once the failed batch's activations are unreachable.
-    monkeypatch.setattr(engine, "_release_cached_memory",
+    monkeypatch.setattr(engine, "release_cached_memory",
                         lambda device: released.append(all(ref() is None for ref in net.activations)))
     restored = restore_volume(volume, net, "ct", device="cpu", batch_size=5)
     expected = restore_volume(volume, Smoother(), "ct", device="cpu", batch_size=1)
@@ -246,7 +246,7 @@ def test_cublas_and_cudnn_allocation_failures_halve_the_batch(monkeypatch, messa
 def test_completion_event_is_recorded_on_the_working_devices_stream(monkeypatch):
     """With ``cuda:1`` while the current device is ``cuda:0`` the event must go on cuda:1's stream
     (a fake torch.cuda API records the calls; no GPU needed)."""
-    from monai_tat.inference import engine
+    from monai_tat.inference.engine import slice_loop as engine
 
     calls: list[tuple] = []
     current = {"device": 0}
@@ -271,7 +271,7 @@ def test_completion_event_is_recorded_on_the_working_devices_stream(monkeypatch)
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
     monkeypatch.setattr(torch.cuda, "device", FakeDeviceContext)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream", torch.device(device).index))
-    event = engine._completion_event(torch.device("cuda:1"))
+    event = engine.completion_event(torch.device("cuda:1"))
     assert isinstance(event, FakeEvent)
     assert calls == [("Event", 1), ("record", ("stream", 1))]
     assert current["device"] == 0  # the caller's current device is left as it was
@@ -369,7 +369,7 @@ CASES = ["ct_axial_c_order", "ct_non_axial_affine", "ct_axis_1", "ct_fortran_ord
 
 
 def _assert_same_as_plain(image, network, task, kwargs):
-    from monai_tat.benchmarks.volume_speed import plain_restore
+    from reference_restore import plain_restore
 
     fast = restore_volume(image, network, task, device="cpu", **kwargs)
     plain = plain_restore(image, network, task, batch_size=kwargs.get("batch_size", 1), axis=kwargs.get("axis"))
@@ -382,10 +382,10 @@ def _assert_same_as_plain(image, network, task, kwargs):
 @pytest.mark.parametrize("pipelined", [False, True], ids=["direct", "pipelined"])
 @pytest.mark.parametrize("case", CASES)
 def test_fast_paths_give_the_plain_path_values(case, pipelined, monkeypatch):
-    from monai_tat.inference import engine
+    from monai_tat.inference.engine import slice_loop as engine
 
     if pipelined:  # the CUDA ordering (double-buffered blocks, progress when a block is back) on CPU
-        monkeypatch.setattr(engine, "_use_pipeline", lambda device: True)
+        monkeypatch.setattr(engine, "use_pipeline", lambda device: True)
     image, task, kwargs = _case(case)
     before = torch.as_tensor(np.asarray(image[0] if isinstance(image, tuple) else image)).clone()
     for network in (Smoother(), _Scale()):
@@ -409,9 +409,9 @@ def test_tiny_tat_fast_path_equals_plain_path(tiny_tat):
 
 
 def test_pipelined_progress_cancel_and_out_of_memory(monkeypatch):
-    from monai_tat.inference import engine
+    from monai_tat.inference.engine import slice_loop as engine
 
-    monkeypatch.setattr(engine, "_use_pipeline", lambda device: True)
+    monkeypatch.setattr(engine, "use_pipeline", lambda device: True)
     calls: list[tuple[int, int]] = []
     smoother = Smoother()
     restore_volume(_ct_volume(shape=(6, 6, 7)), smoother, "ct", device="cpu", batch_size=3,
@@ -453,7 +453,7 @@ def test_thread_count_is_the_callers_for_the_network_and_restored_after():
 
 
 def test_exact_percentiles_equal_numpy_on_float64():
-    from monai_tat.inference.engine import _exact_percentiles
+    from monai_tat.transforms.model_mapping import exact_percentiles as _exact_percentiles
 
     rng = np.random.default_rng(0)
     for trial in range(300):
@@ -469,7 +469,7 @@ def test_exact_percentiles_equal_numpy_on_float64():
 
 @pytest.mark.parametrize("src_order", [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)])
 def test_transpose_copy_between_any_memory_orders(src_order):
-    from monai_tat.inference.engine import _transpose_copy
+    from monai_tat.inference.engine.layout import transpose_copy as _transpose_copy
 
     shape = (70, 64, 3)  # large enough for torch's blocked 2D transpose path
     values = torch.arange(np.prod(shape), dtype=torch.float32).reshape(shape)
@@ -508,7 +508,7 @@ def test_cuda_pipeline_equals_plain_path(case):
     """The double-buffered CUDA pipeline against the plain loop, with a real network. TF32 is off
     here (float32 products exactly as on the CPU); batches of different sizes may still pick other
     cuDNN algorithms, hence 1e-5 of the largest value in float32 and 1e-3 in bf16."""
-    from monai_tat.benchmarks.volume_speed import plain_restore
+    from reference_restore import plain_restore
 
     image, task, kwargs = _case(case)
     network = _small_tat()

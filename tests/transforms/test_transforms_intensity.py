@@ -22,6 +22,10 @@ from monai_tat.transforms import (
     SUVNormalized,
     model_intensity_transform,
 )
+from monai_tat.transforms.model_mapping import (
+    MIN_SPREAD,
+    ModelBounds,
+)
 
 SHAPES = array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=6)
 PROPERTY = settings(max_examples=40, deadline=None)
@@ -85,8 +89,8 @@ def test_model_factory_without_clip_inverts_every_value(x, task):
         x = np.abs(x) / 100.0
     t = model_intensity_transform(task)
     y = t(x)
-    info = y.applied_operations[-1]["extra_info"]
-    width = max(info["upper"] - info["lower"], float(np.ptp(x)))
+    bounds = ModelBounds.from_record(y.applied_operations[-1]["extra_info"])
+    width = max(float(np.max(bounds.upper - bounds.lower)), float(np.ptp(x)))
     _assert_round_trip(x, model_intensity_transform(task).inverse(y), width)
 
 
@@ -234,3 +238,58 @@ def test_factory_builds_the_papers_model_ranges():
     assert model_intensity_transform("CT", clip=True).clip
     with pytest.raises(UserInputError, match="ct, pet, mri"):
         model_intensity_transform("xray")
+
+
+def _mri_volume(seed: int = 0) -> MetaTensor:
+    """(1, 20, 18, 5) gamma-distributed signal, a different brightness per axial slice."""
+    rng = np.random.default_rng(seed)
+    data = rng.gamma(2.0, 300.0, size=(1, 20, 18, 5)).astype(np.float32) * np.array([0.5, 1, 2, 3, 8], np.float32)
+    return MetaTensor(torch.from_numpy(data), affine=torch.diag(torch.tensor([0.8, 0.8, 2.0, 1.0])))
+
+
+def test_mri_task_mapping_is_per_slice_and_a_slice_maps_the_same_alone():
+    volume = _mri_volume()
+    y = model_intensity_transform("mri")(volume)
+    lo, hi = np.percentile(volume.numpy().astype(np.float64), (0.5, 99.5), axis=(0, 1, 2))
+    bounds = ModelBounds.from_record(y.applied_operations[-1]["extra_info"])
+    assert bounds.axis == 3 and np.allclose(bounds.lower, lo) and np.allclose(bounds.upper, hi)
+    for k in range(5):  # the slice alone, as a 2D channel-first image, and as a one-slice volume
+        alone = model_intensity_transform("mri")(volume[..., k])
+        one_slice = model_intensity_transform("mri")(volume[..., k : k + 1])
+        assert torch.equal(alone.as_tensor(), y.as_tensor()[..., k])
+        assert torch.equal(one_slice.as_tensor()[..., 0], y.as_tensor()[..., k])
+    torch.testing.assert_close(model_intensity_transform("mri").inverse(y).as_tensor(), volume.as_tensor(),
+                               rtol=1e-5, atol=1e-3)
+    whole = MRINormalize()(volume)  # the per-volume mode is still there for who asks for it
+    assert not isinstance(whole.applied_operations[-1]["extra_info"]["lower"], list)
+
+
+def test_per_slice_axis_follows_the_affine():
+    volume = _mri_volume()
+    moved = MetaTensor(volume.as_tensor().movedim(3, 1).contiguous(),
+                       affine=torch.tensor([[0, 0, 0.8, 0], [0, 0.8, 0, 0], [2.0, 0, 0, 0], [0, 0, 0, 1.0]]))
+    y = MRINormalize(per_slice=True)(moved)  # the superior axis is array axis 0 now: dim 1 with the channel
+    assert y.applied_operations[-1]["extra_info"]["axis"] == 1
+    assert torch.equal(y.as_tensor().movedim(1, 3), MRINormalize(per_slice=True)(volume).as_tensor())
+
+
+def test_degenerate_slices_are_shifted_or_widened_never_divided_by_zero():
+    from monai_tat.transforms.model_mapping import slice_percentile_bounds
+
+    slices = np.zeros((3, 40, 40), np.float32)
+    slices[0] = 123.0  # constant
+    rng = np.random.default_rng(1)
+    slices[1] = rng.uniform(0, 5, (40, 40))  # air noise ...
+    slices[1, :2, :2] = 1000.0  # ... and 4 voxels (0.25 %) of tissue: the 99.5th percentile is the noise
+    slices[2] = rng.gamma(2.0, 300.0, (40, 40))  # an ordinary slice
+    bounds = slice_percentile_bounds(torch.from_numpy(slices), (0.5, 99.5), axis=0)
+    assert bounds.constant == 1 and bounds.widened == 1
+    assert bounds.lower[0] == 123.0 and bounds.upper[0] == 124.0
+    span = bounds.upper - bounds.lower
+    assert span[1] == pytest.approx(MIN_SPREAD * (1000.0 - slices[1].min()))
+    assert (bounds.lower[2], bounds.upper[2]) == pytest.approx(tuple(np.percentile(slices[2].astype(np.float64), (0.5, 99.5))))
+    mapped = MRINormalize(per_slice=True)(torch.from_numpy(slices).permute(1, 2, 0)[None])
+    assert torch.isfinite(mapped).all() and float(mapped.max()) <= 1.0 / MIN_SPREAD + 1e-4
+    assert float(mapped[..., 0].abs().max()) == 0.0  # the constant slice: shifted to 0, not scaled
+    with pytest.raises(UserInputError, match="per_slice"):
+        MRINormalize(mode="fixed", per_slice=True)
