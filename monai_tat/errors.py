@@ -9,7 +9,7 @@ stderr with exit status 2.
 
 from __future__ import annotations
 
-__all__ = ["UserInputError", "CheckpointMismatchError"]
+__all__ = ["UserInputError", "CheckpointMismatchError", "RestorationCancelled"]
 
 
 class UserInputError(ValueError):
@@ -27,3 +27,10 @@ class UserInputError(ValueError):
 
 class CheckpointMismatchError(UserInputError):
     """A checkpoint does not fit the network it is loaded into (another architecture or size)."""
+
+
+class RestorationCancelled(Exception):
+    """The caller's ``cancel`` signal stopped a restoration between two batches; nothing was produced.
+
+    Not a :class:`UserInputError`: nothing was wrong, the user asked to stop.
+    """

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from monai_tat import __version__
-from monai_tat.errors import UserInputError
+from monai_tat.errors import RestorationCancelled, UserInputError
 from monai_tat.tasks import TASKS
 
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "EXIT_USER_ERROR", "EXIT_CANCELLED", "EXIT_TERMINATED",
@@ -101,12 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cancelled(EXIT_TERMINATED)
     except KeyboardInterrupt:
         return _cancelled()
-    except Exception as err:
-        # The engine is imported only by the subcommands that need it (keeps --help fast).
-        engine = sys.modules.get("monai_tat.inference.engine")
-        if engine is not None and isinstance(err, engine.RestorationCancelled):
-            return _cancelled()
-        raise
+    except RestorationCancelled:
+        return _cancelled()
 
 
 def _cancelled(status: int = EXIT_CANCELLED) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from monai_tat.errors import UserInputError
+from monai_tat.errors import RestorationCancelled, UserInputError
 from monai_tat.inference.devices import batch_size_for_memory, default_batch_size, free_memory_bytes, is_out_of_memory
 from monai_tat.inference.engine.intensity import IntensityMap
 from monai_tat.inference.engine.layout import SliceStaging
@@ -38,10 +38,6 @@ _MIN_BLOCK_BYTES = 4 * 2**20
 _CHUNK_BYTES = 2 * 2**20
 #: Most slices per batch chosen from free GPU memory (more gives no speed).
 _MAX_AUTO_BATCH = 32
-
-
-class RestorationCancelled(Exception):
-    """The caller's ``cancel`` signal stopped a restoration between two batches; nothing was produced."""
 
 
 def is_cancelled(cancel: CancelSignal) -> bool:
