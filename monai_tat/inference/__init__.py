@@ -14,7 +14,7 @@ from monai_tat.inference.engine import FIXED_RANGE_TASKS, RestorationCancelled, 
 from monai_tat.inference.files import check_restore_paths, restore_file
 from monai_tat.inference.inferer import RestorationInferer
 from monai_tat.inference.models import DEMO_MODELS, demo_weights_path, load_model
-from monai_tat.inference.tasks import ResolveTaskd, infer_task, resolve_task
+from monai_tat.inference.task_detection import ResolveTaskd, infer_task, resolve_task
 
 __all__ = [
     "DEMO_MODELS",

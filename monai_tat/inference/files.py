@@ -24,7 +24,7 @@ from monai_tat.inference.devices import resolve_device
 from monai_tat.inference.engine import CancelSignal, ProgressCallback, restore_volume
 from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode
 from monai_tat.inference.models import load_model, model_path
-from monai_tat.inference.tasks import resolve_task
+from monai_tat.inference.task_detection import resolve_task
 from monai_tat.io.provenance import weights_sha256
 from monai_tat.inference.units import input_units, task_given_conversion
 from monai_tat.io import check_output_path, image_suffix, read_volume, write_volume

@@ -36,7 +36,7 @@ def test_inference_configs_take_items_without_task_and_a_bundle_task_setting(nam
     assert config["task"] is None
     assert "require_task=False" in config["data"]
     targets = [t["_target_"] for t in config["preprocessing"]["transforms"]]
-    assert targets[-1] == "monai_tat.inference.tasks.ResolveTaskd"
+    assert targets[-1] == "monai_tat.inference.task_detection.ResolveTaskd"
     # physical units in and out: the engine maps once each way, nothing maps or inverts around it
     assert not any("TaskIntensityd" in t for t in targets)
     assert [t["_target_"] for t in config["postprocessing"]["transforms"]] == ["SaveImaged"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from monai_tat.inference.devices import autocast, resolve_amp, resolve_device
 from monai_tat.inference.engine import choose_slice_axis, slices_to_volume, volume_to_slices
-from monai_tat.inference.tasks import resolve_task
+from monai_tat.inference.task_detection import resolve_task
 from monai_tat.io import as_meta_tensor
 from monai_tat.tasks import get_task
 from monai_tat.transforms import model_intensity_transform

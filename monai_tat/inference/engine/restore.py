@@ -19,7 +19,7 @@ from monai_tat.inference.engine.network import network_name, prepare_network
 from monai_tat.inference.engine.slice_loop import CancelSignal, ProgressCallback, SliceLoop
 from monai_tat.inference.engine.threads import host_threads
 from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode, check_kspace_consistency_mode
-from monai_tat.inference.tasks import resolve_task
+from monai_tat.inference.task_detection import resolve_task
 from monai_tat.inference.units import InputUnits, input_units, task_given_conversion
 from monai_tat.io import as_meta_tensor, read_volume
 from monai_tat.tasks import TASKS, get_task
