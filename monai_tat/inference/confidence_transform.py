@@ -1,8 +1,9 @@
 """The confidence map as a MONAI dictionary transform, for a bundle's postprocessing.
 
-:class:`ConfidenceMapd` takes the preprocessed input of a bundle's evaluator (model range, with the
-record of its ``TaskIntensityd``), brings it back to physical units with MONAI's ``Invertd`` through
-the bundle's preprocessing, and computes the confidence map beside the restoration with
+:class:`ConfidenceMapd` takes the preprocessed input of a bundle's evaluator, in physical units (the
+shipped bundles' preprocessing keeps them; a pipeline that maps to the model range with an
+invertible transform such as ``TaskIntensityd`` is brought back with MONAI's ``Invertd`` through
+that preprocessing), and computes the confidence map beside the restoration with
 :func:`~monai_tat.inference.confidence.restore_with_confidence` (the same map ``monai-tat restore
 --confidence`` writes): a volume of the input's grid in the task's units, high where fine detail
 should not be trusted. A ``SaveImaged`` after it writes the map next to the prediction.
