@@ -58,6 +58,7 @@ from monai.data import MetaTensor
 from torch import nn
 
 from monai_tat.errors import UserInputError
+from monai_tat.inference.cpu_speed import eager_network, prepare_cpu_network
 from monai_tat.inference.devices import (
     autocast,
     batch_size_for_memory,
@@ -215,8 +216,6 @@ def _restore(
     model = load_model(network, dev) if isinstance(network, (str, Path)) else network
     if not isinstance(model, nn.Module):
         raise UserInputError(f"network must be a torch.nn.Module or a model spec, got {type(model).__name__}")
-    if self_ensemble:
-        model = SelfEnsemble(model)
     if batch_size is not None and int(batch_size) < 1:
         raise UserInputError(f"batch size must be at least 1, got {batch_size}")
     slice_axis = choose_slice_axis(volume, axis)
@@ -229,6 +228,11 @@ def _restore(
     _refuse_if_nothing_in_range(task, data, mapping, value_range, units)
     restored = _empty_like_dense(data)
     staging = _SliceStaging(data, restored, slice_axis)
+    slices, height, width = staging.input_slices.shape
+    with _network_threads():  # on the CPU, compiled when it pays off, for the network's thread count
+        model = prepare_cpu_network(model, dev, height, width, slices * (8 if self_ensemble else 1))
+    if self_ensemble:
+        model = SelfEnsemble(model)
     _Restoration(
         model=model, mapping=mapping, staging=staging, device=dev, amp_dtype=amp_dtype,
         batch_size=int(batch_size) if batch_size is not None else None, progress=progress, cancel=cancel,
@@ -243,7 +247,7 @@ def _restore(
     meta["affine"] = volume.affine.clone()
     if units.converts:
         meta["units"] = units.units
-    network_name = type(model.network if self_ensemble else model).__name__
+    network_name = type(eager_network(model.network if self_ensemble else model)).__name__
     meta["restoration"] = {"task": task, "network": network_name, "axis": slice_axis,
                            "self_ensemble": bool(self_ensemble), "kspace_consistency": consistency,
                            "units": units.record()}
