@@ -76,7 +76,7 @@ INDUCTOR_CONFIGS: dict[str, Any] = {"freezing": True}
 
 #: ``auto`` compiles a volume of at least this many pixels (slices x H x W) when nothing is cached;
 #: see :func:`compile_pays_off` for where it comes from.
-PIXELS_TO_PAY_OFF = 512 * 512 * 150
+PIXELS_TO_PAY_OFF = 512 * 512 * 250
 
 
 def cpu_compile_mode(mode: Optional[str] = None) -> str:
@@ -174,10 +174,13 @@ def compile_for_cpu(
 def compile_pays_off(height: int, width: int, slices: int) -> bool:
     """Whether compiling (nothing cached) is worth it for ``slices`` slices of ``height x width``.
 
-    Compiling costs minutes (a few on a 2-core CPU for the shipped networks, almost independent of
-    the slice size) and saves a fraction of every slice's time, roughly in proportion to its pixels;
-    the break-even measured with ``python -m monai_tat.benchmarks cpu-levers`` is about
-    :data:`PIXELS_TO_PAY_OFF` pixels (see docs/speed.md).
+    Compiling costs minutes (on a busy 2-core CPU: about 40 s for a one-block AMIR, 8 minutes for
+    the shipped TAT) and saves a fraction of every slice's time, roughly in proportion to its
+    pixels (a quarter of the shipped TAT's 512 x 512 slice, about 0.9 s of 3.5 s, in interleaved
+    runs on that CPU): 130 to 550 such slices win the compilation back. :data:`PIXELS_TO_PAY_OFF`
+    (250 slices of 512 x 512) keeps small volumes eager; the package is cached, so every later
+    volume of the same size gains from the first slice. ``python -m monai_tat.benchmarks
+    cpu-volumes`` measures both sides on another machine (see docs/speed.md).
     """
     return int(slices) * int(height) * int(width) >= PIXELS_TO_PAY_OFF
 
