@@ -11,6 +11,11 @@
 - ``gpu-check``: the prepared check of the GPU path in one table: CUDA tests, networks per size and
   precision, a forced out-of-memory, a 512x512x600 CT in 8 GB, the bundle on CUDA
   (:mod:`monai_tat.benchmarks.gpu_check`; ``--device cpu --quick`` is a dry run).
+- ``cpu-levers``: every CPU speed lever tried (inductor with frozen weights, ahead-of-time
+  compilation cached on disk, TorchScript freezing, oneDNN Graph), per slice, with compile time and
+  max |diff| against eager, timed in interleaved rounds (:mod:`monai_tat.benchmarks.cpu_levers`).
+- ``cpu-volumes``: seconds to restore a CT, an MRI and a PET volume on the CPU with the shipped
+  networks, eager, first run (compiling) and second run (cached) (:mod:`monai_tat.benchmarks.cpu_levers`).
 
 ``python -m monai_tat.benchmarks SUBCOMMAND --help`` lists each one's options.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence", "gpu-check")
+SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence", "gpu-check", "cpu-levers", "cpu-volumes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_tat.benchmarks.confidence import main as confidence_main
 
         return confidence_main(rest)
+    if command == "cpu-levers":
+        from monai_tat.benchmarks.cpu_levers import levers_main
+
+        return levers_main(rest)
+    if command == "cpu-volumes":
+        from monai_tat.benchmarks.cpu_levers import volumes_main
+
+        return volumes_main(rest)
     from monai_tat.benchmarks import networks_speed
 
     networks_speed.main(rest)

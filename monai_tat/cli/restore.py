@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -55,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="slicing axis of a 3D volume (default: the axial axis from the image orientation)")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
                    help="mixed precision on GPU (default none: float32)")
+    p.add_argument("--cpu-compile", default=None, choices=("auto", "on", "off"),
+                   help="on the CPU, run the network compiled ahead of time and cached on disk: auto (when one is "
+                   "cached or the volume is large enough to pay for compiling, which takes minutes), on, or off "
+                   "(default, or MONAI_TAT_CPU_COMPILE)")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the network over the 8 flips / transpositions of each slice (a little better, 8x slower)")
     p.add_argument("--kspace-consistency", default="auto", choices=("auto", "on", "off"),
@@ -109,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
     from monai_tat.inference.files import check_confidence_path
     from monai_tat.inference.batch import is_batch_source
 
+    if args.cpu_compile is not None:  # read by monai_tat.inference.cpu_speed wherever a volume is restored
+        from monai_tat.inference.cpu_speed import MODE_ENV
+
+        os.environ[MODE_ENV] = args.cpu_compile
     if is_batch_source(args.input):
         if args.confidence is not None:
             raise UserInputError("--confidence names one file: give one input volume, not a folder / list / datalist")

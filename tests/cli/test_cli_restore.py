@@ -236,3 +236,23 @@ def test_kspace_consistency_and_self_ensemble_options(tmp_path, tat_checkpoint, 
                        "--kspace-consistency", "on"))
     _assert_user_error(capsys, rc, "MRI", "--kspace-consistency")
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_cpu_compile_switch_reaches_the_library(tmp_path, ct_file, tat_checkpoint, capsys, monkeypatch):
+    from monai_tat.inference import cpu_speed
+
+    monkeypatch.setenv(cpu_speed.MODE_ENV, "on")  # restored after the test
+    seen = []
+    original = cpu_speed.prepare_cpu_network
+
+    def spy(*args, **kwargs):
+        seen.append(cpu_speed.cpu_compile_mode())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr("monai_tat.inference.engine.prepare_cpu_network", spy)
+    rc = main(_restore(str(ct_file), str(tmp_path / "out.nii.gz"), "--model", str(tat_checkpoint),
+                       "--cpu-compile", "off"))
+    assert rc == 0, capsys.readouterr().err
+    assert seen == ["off"]
+    assert main(_restore(str(ct_file), str(tmp_path / "b.nii.gz"), "--cpu-compile", "fast")) == 2
+    assert "--cpu-compile" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from monai_tat.inference.devices import resolve_amp, resolve_device
 from monai_tat.inference.engine.intensity import IntensityMap
 from monai_tat.inference.engine.kspace import kspace_consistency_step
 from monai_tat.inference.engine.layout import SliceStaging, choose_slice_axis, empty_like_dense
-from monai_tat.inference.engine.network import network_name, prepare_network
+from monai_tat.inference.engine.network import network_for_slices, network_name, prepare_network
 from monai_tat.inference.engine.slice_loop import CancelSignal, ProgressCallback, SliceLoop
 from monai_tat.inference.engine.threads import host_threads
 from monai_tat.inference.kspace_consistency import KSpaceConsistencyMode, check_kspace_consistency_mode
@@ -112,7 +112,7 @@ def restore_volume(
         if consistency_mode == "on" and task != "mri":
             raise UserInputError(f"k-space consistency applies to MRI super-resolution only, not to task {task}",
                                  setting="kspace_consistency")
-        network = prepare_network(network, dev, self_ensemble)
+        network = prepare_network(network, dev)
         slice_axis = choose_slice_axis(volume, axis)
 
         data = volume.as_tensor()  # plain tensor from here on: no MetaTensor dispatch in the loops
@@ -123,6 +123,7 @@ def restore_volume(
         _refuse_if_nothing_in_range(task, data, mapping, value_range, units)
         restored = empty_like_dense(data)
         staging = SliceStaging(data, restored, slice_axis)
+        network = network_for_slices(network, dev, *staging.input_slices.shape, self_ensemble)
         SliceLoop(
             network=network, mapping=mapping, staging=staging, device=dev, amp_dtype=amp_dtype,
             batch_size=int(batch_size) if batch_size is not None else None, progress=progress, cancel=cancel,
