@@ -79,7 +79,7 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, MetaTensor, MetaTensor, 
 
         samples = [make_sample(task, size=args.size, slices=args.slices or 4) for task in ("ct", "pet", "mri")]
         return [(f"{s.task} phantom", s.low_quality, s.reference, s.task) for s in samples]
-    from monai_tat.training.data import load_datalist
+    from monai_tat.data import load_datalist
 
     cases = []
     for item in load_datalist(args.datalist, key=args.key):

@@ -263,10 +263,9 @@ class ChannelAttention(nn.Module):
         for r in rows:
             for c in cols:
                 maps.append(self._window_attention_maps(tokens[:, r : r + kh, c : c + kw]))
-        # Every run's product is written straight into its place in the output: one copy per
-        # product, where concatenating heads, samples, column runs and row runs made four.
-        out = tokens.new_empty(batch, height, width, channels)
+        row_runs: list[torch.Tensor] = []
         for top, bottom, row_windows in window_segments(rows, kh, height):
+            pieces: list[torch.Tensor] = []
             for left, right, col_windows in window_segments(cols, kw, width):
                 total: Optional[torch.Tensor] = None
                 for i in row_windows:
@@ -277,13 +276,16 @@ class ChannelAttention(nn.Module):
                 count = len(row_windows) * len(col_windows)
                 mean = total if count == 1 else total / count
                 value = tokens[:, top:bottom, left:right, 2 * channels :]
+                samples: list[torch.Tensor] = []
                 for b in range(batch):
+                    heads: list[torch.Tensor] = []
                     for head in range(self.num_heads):
                         lo = head * c_head
-                        out[b, top:bottom, left:right, lo : lo + c_head] = (
-                            value[b, :, :, lo : lo + c_head] @ mean[b, head].transpose(0, 1)
-                        )
-        return out
+                        heads.append(value[b, :, :, lo : lo + c_head] @ mean[b, head].transpose(0, 1))
+                    samples.append(heads[0] if len(heads) == 1 else torch.cat(heads, dim=-1))
+                pieces.append(torch.stack(samples))
+            row_runs.append(torch.cat(pieces, dim=2))
+        return torch.cat(row_runs, dim=1)
 
     def forward(self, x: torch.Tensor, generated: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x`` ``(B, C, H, W)``; ``generated`` ``(B, 3C, 1, 3, 3)`` for adaptive blocks."""

@@ -259,7 +259,7 @@ def run_gate(items: Sequence[Mapping[str, Any]], network: nn.Module, rule: GateR
     """Score every held-out item (``{"image", "label", "task"}``, optional ``"case"``) and judge the weights.
 
     Args:
-        items: held-out pairs, e.g. :func:`monai_tat.training.data.load_datalist` of ``"testing"``.
+        items: held-out pairs, e.g. :func:`monai_tat.data.load_datalist` of ``"testing"``.
         network: the network under test.
         rule: the thresholds.
         weights: how the refusal names the weights.

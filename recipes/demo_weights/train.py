@@ -307,7 +307,7 @@ def _gate_rule(parser: argparse.ArgumentParser, args: argparse.Namespace) -> hel
 def _run_gate(net: torch.nn.Module, weights: str, datalists: list[str], rule: heldout_gate.GateRule,
               work: Path) -> heldout_gate.GateReport:
     """Score the held-out (``testing``) items of ``datalists`` with ``net``; the table goes to ``work``."""
-    from monai_tat.training.data import load_datalist
+    from monai_tat.data import load_datalist
 
     items = load_datalist(datalists, key="testing")
     report = heldout_gate.run_gate(items, net, rule, weights=weights, device="auto", log=_log)

@@ -249,7 +249,7 @@ def test_cpu_compile_switch_reaches_the_library(tmp_path, ct_file, tat_checkpoin
         seen.append(cpu_speed.cpu_compile_mode())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr("monai_tat.inference.engine.prepare_cpu_network", spy)
+    monkeypatch.setattr("monai_tat.inference.engine.network.prepare_cpu_network", spy)
     rc = main(_restore(str(ct_file), str(tmp_path / "out.nii.gz"), "--model", str(tat_checkpoint),
                        "--cpu-compile", "off"))
     assert rc == 0, capsys.readouterr().err
