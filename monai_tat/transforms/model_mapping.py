@@ -52,7 +52,7 @@ __all__ = [
 MIN_SPREAD = 0.2
 
 #: Bytes of float32 slices copied at a time to compute per-slice percentiles.
-_CHUNK_BYTES = 4 * 2**20
+_CHUNK_BYTES = 2**20
 
 Scalar = Union[float, torch.Tensor]
 
