@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from monai_tat.errors import UserInputError
 
-__all__ = ["TaskSpec", "ValueBand", "ForeignUnits", "TASK_SPECS", "TASKS", "get_task", "check_task", "task_for_modality", "task_for_units"]
+__all__ = ["TaskSpec", "ValueBand", "ForeignUnits", "IntensitySignature", "TASK_SPECS", "TASKS", "get_task", "check_task", "task_for_modality", "task_for_units"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,29 @@ class ForeignUnits:
 
 
 @dataclass(frozen=True)
+class IntensitySignature:
+    """How an image of a task looks by its values alone, for telling the task of a file without DICOM
+    modality or units (:func:`monai_tat.inference.task_detection.infer_task`).
+
+    All given conditions must hold; the registry's signatures exclude each other (CT needs negative
+    values, MRI integer values, PET non-integer values).
+
+    Attributes:
+        bands: value bands that all hold (for example air below -500 HU in at least 1 % of voxels).
+        nonnegative: no value below 0.
+        integer_valued: every value within 1e-3 of an integer (True), or not (False); None: either.
+        max_range: the largest value lies in ``[low, high]`` (either end open when None).
+        rule: the rule in words, for docs and messages.
+    """
+
+    rule: str
+    bands: tuple[ValueBand, ...] = ()
+    nonnegative: bool = False
+    integer_valued: Optional[bool] = None
+    max_range: tuple[Optional[float], Optional[float]] = (None, None)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """What the package needs to know about one restoration task.
 
@@ -92,6 +115,12 @@ class TaskSpec:
         central_slices: paired-data builder keeps only this many central slices (papers: MRI 100).
         air_threshold: paired-data builder drops leading / trailing slices where fewer than 1 % of
             the voxels exceed this value (papers: PET air-only slices, SUV).
+        signature: how an image of this task is recognised by its values when nothing else tells.
+        dicom_conversion: what reading a DICOM series of this task converts its stored values with
+            (``"suv_factor"``: PET activity concentration to SUV from the headers), or None.
+        kspace_consistency: whether the restored image may be made consistent with the measured
+            k-space band of its input (MRI super-resolution); the truncation factor is the
+            simulator's ``factor``.
     """
 
     name: str
@@ -110,11 +139,20 @@ class TaskSpec:
     air_threshold: Optional[float] = None
     units_expected: str = "any scale"
     foreign_units: tuple[ForeignUnits, ...] = ()
+    signature: Optional[IntensitySignature] = None
+    dicom_conversion: Optional[str] = None
+    kspace_consistency: bool = False
 
     @property
     def fixed_range(self) -> bool:
         """True when the model range is a fixed physical window (input clipped, out-of-range voxels kept)."""
         return self.model_range is not None
+
+    @property
+    def kspace_factor(self) -> Optional[float]:
+        """The k-space truncation factor the consistency step assumes by default, or None when the
+        task has no k-space consistency."""
+        return float(self.simulator_defaults.get("factor", 4.0)) if self.kspace_consistency else None
 
     @property
     def modality(self) -> str:
@@ -134,6 +172,10 @@ _SPECS = (
         simulator="LowDoseCT",
         simulator_defaults=MappingProxyType({"dose_fraction": 0.25}),
         units_expected="HU: air near -1000, fat near -100, water 0",
+        signature=IntensitySignature(
+            rule="at least 1 % of the voxels below -500 (air at about -1000 HU)",
+            bands=(ValueBand(None, -500.0, min_fraction=0.01),),
+        ),
         foreign_units=(
             ForeignUnits(
                 name="stored values",
@@ -159,6 +201,11 @@ _SPECS = (
         simulator_defaults=MappingProxyType({"dose_reduction_factor": 12.0}),
         air_threshold=0.1,
         units_expected="SUV: body values mostly under 30",
+        signature=IntensitySignature(
+            rule="no negative values, not integer-valued, maximum between 2 and 100 (SUV)",
+            nonnegative=True, integer_valued=False, max_range=(2.0, 100.0),
+        ),
+        dicom_conversion="suv_factor",
         foreign_units=(
             ForeignUnits(
                 name="Bq/mL",
@@ -186,6 +233,11 @@ _SPECS = (
         simulator_is_random=False,
         percentiles_per_slice=True,
         central_slices=100,
+        signature=IntensitySignature(
+            rule="no negative values, integer-valued, maximum at least 100 (scanner signal units)",
+            nonnegative=True, integer_valued=True, max_range=(100.0, None),
+        ),
+        kspace_consistency=True,
     ),
 )
 

@@ -15,7 +15,8 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_tat.errors import UserInputError
-from monai_tat.tasks import TASKS, check_task, task_for_modality, task_for_units
+from monai_tat.inference.units import band_holds
+from monai_tat.tasks import TASK_SPECS, TASKS, IntensitySignature, check_task, task_for_modality, task_for_units
 
 __all__ = ["infer_task", "resolve_task", "ResolveTaskd", "dicom_modality_of"]
 
@@ -39,9 +40,9 @@ def infer_task(image: Any) -> str:
     Order: the DICOM Modality in ``image.meta["modality"]`` (CT / PT / MR); the units in
     ``meta["units"]`` (HU, SUV); then intensity statistics:
 
-    - CT: at least 1 % of voxels below -500 (air at about -1000 HU).
-    - MRI: no negative values, integer-valued, maximum at least 100 (scanner signal units).
-    - PET: no negative values, not integer-valued, maximum between 2 and 100 (SUV).
+    each task's :class:`~monai_tat.tasks.IntensitySignature` in the registry (CT: at least 1 % of
+    the voxels below -500; PET: non-negative, not integer-valued, maximum 2 to 100; MRI:
+    non-negative, integer-valued, maximum at least 100).
 
     Raises:
         UserInputError: another modality, or statistics fitting none of the rules (for example a
@@ -148,16 +149,24 @@ def _task_from_statistics(image: Any) -> str:
     if values.size == 0:
         raise UserInputError(f"cannot tell the task of an image without finite values; {_ASK}", setting="task")
     vmin, vmax = float(values.min()), float(values.max())
-    if np.mean(values < -500.0) >= 0.01:
-        return "ct"
-    if vmin >= 0.0:
-        integer_valued = bool(np.all(np.abs(values - np.round(values)) < 1e-3))
-        if integer_valued and vmax >= 100.0:
-            return "mri"
-        if not integer_valued and 2.0 <= vmax <= 100.0:
-            return "pet"
+    integer_valued = bool(np.all(np.abs(values - np.round(values)) < 1e-3))
+    for spec in TASK_SPECS.values():
+        if spec.signature is not None and _fits(spec.signature, values, vmin, vmax, integer_valued):
+            return spec.name
     raise UserInputError(
         f"cannot tell whether this image is CT, PET or MRI from its values (range {vmin:.4g} to {vmax:.4g}, "
         f"no DICOM modality); {_ASK}",
         setting="task",
     )
+
+
+def _fits(signature: IntensitySignature, values: np.ndarray, vmin: float, vmax: float, integer_valued: bool) -> bool:
+    """Whether a sample of an image's finite values fits a task's intensity signature."""
+    if signature.nonnegative and vmin < 0.0:
+        return False
+    if signature.integer_valued is not None and signature.integer_valued != integer_valued:
+        return False
+    low, high = signature.max_range
+    if (low is not None and vmax < low) or (high is not None and vmax > high):
+        return False
+    return all(band_holds(values, band) for band in signature.bands)

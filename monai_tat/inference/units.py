@@ -25,7 +25,8 @@ import torch
 from monai_tat.errors import UserInputError
 from monai_tat.tasks import TASK_SPECS, ForeignUnits, TaskSpec, ValueBand, get_task
 
-__all__ = ["InputUnits", "input_units", "foreign_units_of", "task_for_conversion", "task_given_conversion", "CONVERSIONS"]
+__all__ = ["InputUnits", "input_units", "foreign_units_of", "task_for_conversion", "task_given_conversion", "CONVERSIONS",
+           "band_holds"]
 
 #: The conversion settings and how each maps input values ``x`` to the task's units.
 CONVERSIONS = {"suv_factor": "x * factor", "rescale_intercept": "x + intercept"}
@@ -182,6 +183,11 @@ def _share(sample: np.ndarray, band: ValueBand) -> float:
     if band.high is not None:
         inside &= sample <= band.high
     return float(inside.mean()) if sample.size else 0.0
+
+
+def band_holds(sample: np.ndarray, band: ValueBand) -> bool:
+    """Whether the share of ``sample``'s values in ``band`` meets the band's fraction limits."""
+    return _holds(band, _share(sample, band))
 
 
 def _holds(band: ValueBand, share: float) -> bool:

@@ -24,7 +24,7 @@ from monai.data import MetaTensor
 from monai_tat.errors import UserInputError
 from monai_tat.io.atomic import atomic_write
 from monai_tat.io.dicom import dicom_series_files, is_dicom_file, physical_units, read_dicom_header
-from monai_tat.tasks import task_for_modality
+from monai_tat.tasks import get_task, task_for_modality
 from monai_tat.io.geometry import affine_from_itk, itk_from_affine, spacing_from_affine
 
 __all__ = ["read_volume", "write_volume", "OUTPUT_SUFFIXES", "IMAGE_SUFFIXES", "image_suffix", "as_meta_tensor"]
@@ -156,7 +156,8 @@ def _read_dicom(
         raise UserInputError(f"cannot read the DICOM series in {p} ({_first_line(err)})") from err
     _check_shape(p, image.GetSize(), image.GetNumberOfComponentsPerPixel())
     factor = 1.0
-    if task_for_modality(modality) == "pet":
+    task = task_for_modality(modality)
+    if task is not None and get_task(task).dicom_conversion == "suv_factor":
         from monai_tat.io.suv import suv_factor_from_dicom  # pydicom-based; only PET needs it
 
         # All files: the scan reference time rule needs the earliest acquisition time of the series.

@@ -31,6 +31,7 @@ from monai_tat.errors import UserInputError
 from monai_tat.io.dicom import dicom_series_files, is_dicom_file
 from monai_tat.io.dicom_write import write_dicom_series
 from monai_tat.io.geometry import affine_from_itk
+from monai_tat.tasks import get_task
 
 __all__ = ["SaveDicomSeriesd"]
 
@@ -93,7 +94,7 @@ class SaveDicomSeriesd(MapTransform):
             volume = _spatial(image)
             _check_geometry(volume, files, source)
             factor = 1.0
-            if self.values == "suv" and str(task).lower() == "pet":
+            if self.values == "suv" and get_task(str(task)).dicom_conversion == "suv_factor":
                 from monai_tat.io.suv import suv_factor_from_dicom
 
                 factor = float(suv_factor_from_dicom(files))

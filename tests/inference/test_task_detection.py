@@ -55,3 +55,31 @@ def test_resolve_task():
     assert resolve_task("auto", _image(np.zeros((2, 2)), modality="MR")) == "mri"
     with pytest.raises(UserInputError, match="unknown task"):
         resolve_task("xray", None)
+
+
+def test_statistics_follow_the_registry_signatures(monkeypatch):
+    """The intensity rules are the registry's: a task whose signature changes is detected by the new rule."""
+    import dataclasses
+
+    from monai_tat import tasks
+    from monai_tat.inference import task_detection
+
+    assert all(spec.signature is not None for spec in tasks.TASK_SPECS.values())
+    pet = np.random.default_rng(1).gamma(0.5, 1.0, (16, 16, 2))
+    pet[0, 0, 0] = 150.0  # above the PET signature's maximum of 100: no task fits
+    with pytest.raises(UserInputError, match="cannot tell"):
+        infer_task(_image(pet))
+    wider = dataclasses.replace(tasks.get_task("pet").signature, max_range=(2.0, 200.0))
+    specs = {name: (dataclasses.replace(spec, signature=wider) if name == "pet" else spec)
+             for name, spec in tasks.TASK_SPECS.items()}
+    monkeypatch.setattr(task_detection, "TASK_SPECS", specs)
+    assert infer_task(_image(pet)) == "pet"
+
+
+def test_registry_marks_the_kspace_and_suv_tasks():
+    from monai_tat.tasks import TASK_SPECS
+
+    assert [name for name, spec in TASK_SPECS.items() if spec.kspace_consistency] == ["mri"]
+    assert TASK_SPECS["mri"].kspace_factor == TASK_SPECS["mri"].simulator_defaults["factor"]
+    assert TASK_SPECS["ct"].kspace_factor is None
+    assert [name for name, spec in TASK_SPECS.items() if spec.dicom_conversion == "suv_factor"] == ["pet"]

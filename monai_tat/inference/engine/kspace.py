@@ -20,9 +20,10 @@ def kspace_consistency_step(task: str, data: torch.Tensor, restored: torch.Tenso
     Returns the record kept in ``meta["restoration"]["kspace_consistency"]``: whether it was
     applied, and the band or the reason it was not.
     """
-    if task != "mri" or mode == "off":
+    default_factor = get_task(task).kspace_factor
+    if default_factor is None or mode == "off":
         return {"mode": mode, "applied": False, "reason": "off" if mode == "off" else f"not used for {task}"}
-    factor = float(factor if factor is not None else get_task("mri").simulator_defaults.get("factor", 4.0))
+    factor = float(factor if factor is not None else default_factor)
     if mode == "auto" and value_range[0] < 0.0:
         return {"mode": mode, "applied": False, "reason": "the input has negative values: not a magnitude image"}
     input_slices, output_slices = slice_view(data, axis), slice_view(restored, axis)

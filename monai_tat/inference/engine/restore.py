@@ -109,7 +109,7 @@ def restore_volume(
         # a SUV factor means PET, a rescale intercept CT
         task = resolve_task(task_given_conversion(task, suv_factor, rescale_intercept), volume)
         units = input_units(task, volume.as_tensor(), suv_factor=suv_factor, rescale_intercept=rescale_intercept)
-        if consistency_mode == "on" and task != "mri":
+        if consistency_mode == "on" and not get_task(task).kspace_consistency:
             raise UserInputError(f"k-space consistency applies to MRI super-resolution only, not to task {task}",
                                  setting="kspace_consistency")
         network = prepare_network(network, dev)

@@ -245,7 +245,7 @@ def emit_task(task: str, suv_factor: Optional[float] = None) -> None:
     from monai_tat.tasks import get_task
 
     window = get_task(task).display_window
-    if window is not None and suv_factor is not None and task == "pet":
+    if window is not None and suv_factor is not None and get_task(task).dicom_conversion == "suv_factor":
         window = tuple(value / suv_factor for value in window)
     emit(TASK, task)
     emit(WINDOW, *(window if window is not None else (AUTO,)))
@@ -259,11 +259,13 @@ def source_suv_factor(
     None for other tasks, for a PET with neither (the units check then decides), and for a PET
     from DICOM whose voxels are already in SUV (a loader that converted them).
     """
-    if task != "pet" or suv_factor is not None or not dicom_files:
+    from monai_tat.tasks import TASK_SPECS, get_task
+
+    spec = TASK_SPECS.get(str(task).lower())  # "auto" until the task is resolved
+    if spec is None or spec.dicom_conversion != "suv_factor" or suv_factor is not None or not dicom_files:
         return suv_factor
     from monai_tat.inference.units import foreign_units_of
     from monai_tat.io import read_volume, suv_factor_from_dicom
-    from monai_tat.tasks import get_task
 
     with open(dicom_files, encoding="utf-8") as listing:
         files = [line.strip() for line in listing if line.strip()]
