@@ -16,6 +16,8 @@
   max |diff| against eager, timed in interleaved rounds (:mod:`monai_tat.benchmarks.cpu_levers`).
 - ``cpu-volumes``: seconds to restore a CT, an MRI and a PET volume on the CPU with the shipped
   networks, eager, first run (compiling) and second run (cached) (:mod:`monai_tat.benchmarks.cpu_levers`).
+- ``cpu-profile``: one forward pass's CPU time operator by operator, and how much of it vendor
+  kernels take (:mod:`monai_tat.benchmarks.cpu_profile`).
 
 ``python -m monai_tat.benchmarks SUBCOMMAND --help`` lists each one's options.
 """
@@ -25,7 +27,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence", "gpu-check", "cpu-levers", "cpu-volumes")
+SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence", "gpu-check", "cpu-levers", "cpu-volumes", "cpu-profile")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_tat.benchmarks.cpu_levers import volumes_main
 
         return volumes_main(rest)
+    if command == "cpu-profile":
+        from monai_tat.benchmarks.cpu_profile import main as profile_main
+
+        return profile_main(rest)
     from monai_tat.benchmarks import networks_speed
 
     networks_speed.main(rest)
