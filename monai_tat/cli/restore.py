@@ -57,9 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
                    help="mixed precision on GPU (default none: float32)")
     p.add_argument("--cpu-compile", default=None, choices=("auto", "on", "off"),
-                   help="on the CPU, run the network compiled ahead of time and cached on disk: auto (when one is "
-                   "cached or the volume is large enough to pay for compiling, which takes minutes), on, or off "
-                   "(default, or MONAI_TAT_CPU_COMPILE)")
+                   help="on the CPU, run the network compiled ahead of time and cached on disk: auto (default, or "
+                   "MONAI_TAT_CPU_COMPILE: when one is cached or the volume is large enough to pay for compiling), "
+                   "on, or off")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the network over the 8 flips / transpositions of each slice (a little better, 8x slower)")
     p.add_argument("--kspace-consistency", default="auto", choices=("auto", "on", "off"),

@@ -17,14 +17,12 @@ seconds instead of compiling again:
 
 Whether it is used (``mode``, or the environment variable ``MONAI_TAT_CPU_COMPILE``):
 
-- ``"off"`` (default): never; the network runs eagerly. Compiling takes minutes, and no
-  measurement on a quiet machine has yet shown the compiled network faster than eager for a
-  whole volume (docs/speed.md), so it is opt-in.
+- ``"auto"`` (default): for this package's networks (TAT, AMIR, Restormer), when a compiled
+  package for this network and slice size is cached (it is faster than eager from the first
+  slice), or when the volume is large enough that compiling pays for itself within the volume
+  (:func:`compile_pays_off`, measured for TAT and AMIR). Other volumes and modules run eagerly.
 - ``"on"``: always on the CPU (compiling first when nothing is cached).
-- ``"auto"``: for this package's networks (TAT, AMIR, Restormer), when a compiled
-  package for this network and slice size is cached, or when the volume is large enough that
-  compiling pays for itself within the volume (:func:`compile_pays_off`). Small volumes and other
-  modules run eagerly.
+- ``"off"``: never; the network runs eagerly.
 
 Each compiled network is checked against the eager network on the first slice it restores; a
 difference above :data:`TOLERANCE` (or any failure to compile, e.g. no C++ compiler) falls back
@@ -76,18 +74,20 @@ TOLERANCE = 1e-4
 #: Inductor settings of the compiled packages (part of the cache key).
 INDUCTOR_CONFIGS: dict[str, Any] = {"freezing": True}
 
-#: ``auto`` compiles a volume of at least this many pixels (slices x H x W) when nothing is cached;
-#: see :func:`compile_pays_off` for where it comes from.
-PIXELS_TO_PAY_OFF = 512 * 512 * 250
+#: ``auto`` compiles (nothing cached) a volume of at least this many slices, by network class name;
+#: see :func:`compile_pays_off` for where the numbers come from.
+BREAK_EVEN_SLICES: dict[str, int] = {"TAT": 800}
+#: ... or of at least this many pixels (slices x H x W).
+BREAK_EVEN_PIXELS: dict[str, int] = {"AMIR": 26_000_000}
 
 
 def cpu_compile_mode(mode: Optional[str] = None) -> str:
-    """``mode``, else the environment variable ``MONAI_TAT_CPU_COMPILE``, else ``"off"``.
+    """``mode``, else the environment variable ``MONAI_TAT_CPU_COMPILE``, else ``"auto"``.
 
     Raises:
         UserInputError: a value other than auto, on, off.
     """
-    value = mode if mode is not None else os.environ.get(MODE_ENV, "off")
+    value = mode if mode is not None else os.environ.get(MODE_ENV, "auto")
     value = str(value).strip().lower()
     if value not in CPU_COMPILE_MODES:
         raise UserInputError(
@@ -173,18 +173,30 @@ def compile_for_cpu(
     return runner, time.perf_counter() - start, from_cache
 
 
-def compile_pays_off(height: int, width: int, slices: int) -> bool:
-    """Whether compiling (nothing cached) is worth it for ``slices`` slices of ``height x width``.
+def compile_pays_off(network: nn.Module, height: int, width: int, slices: int) -> bool:
+    """Whether compiling ``network`` (nothing cached) is worth it for ``slices`` slices of ``height x width``.
 
-    Compiling costs minutes (on a busy 2-core CPU: about 40 s for a one-block AMIR, 8 minutes for
-    the shipped TAT) and saves a fraction of every slice's time, roughly in proportion to its
-    pixels (a quarter of the shipped TAT's 512 x 512 slice, about 0.9 s of 3.5 s, in interleaved
-    runs on that CPU): 130 to 550 such slices win the compilation back. :data:`PIXELS_TO_PAY_OFF`
-    (250 slices of 512 x 512) keeps small volumes eager; the package is cached, so every later
-    volume of the same size gains from the first slice. ``python -m monai_tat.benchmarks
-    cpu-volumes`` measures both sides on another machine (see docs/speed.md).
+    From ``python -m monai_tat.benchmarks cpu-volumes`` on a quiet 2-core CPU (docs/speed.md),
+    break-even = compile seconds / (eager - compiled seconds per slice):
+
+    - TAT: its local attention windows are unrolled at the slice size, so compiling takes longer
+      for larger slices (33 s at 192 x 192, 80 s at 256 x 256, 209 s at 512 x 512) while the
+      saving per slice grows too; the break-even stays near 800 slices (838, 836, 785):
+      :data:`BREAK_EVEN_SLICES`.
+    - AMIR: compiles in about 32 s at any slice size and saves about 1.3e-6 s per pixel; the
+      break-even is about 2.6e7 pixels (98 slices of 512 x 512, 385 of 256 x 256, 585 of
+      192 x 192): :data:`BREAK_EVEN_PIXELS`.
+
+    Other networks (Restormer, a user's module) are compiled by ``auto`` only when a package is
+    cached. A cached package costs a second to load, so a later volume of the same slice size
+    gains from its first slice.
     """
-    return int(slices) * int(height) * int(width) >= PIXELS_TO_PAY_OFF
+    name = type(network).__name__
+    if name in BREAK_EVEN_SLICES:
+        return int(slices) >= BREAK_EVEN_SLICES[name]
+    if name in BREAK_EVEN_PIXELS:
+        return int(slices) * int(height) * int(width) >= BREAK_EVEN_PIXELS[name]
+    return False
 
 
 class CompiledSliceNetwork(nn.Module):
@@ -244,7 +256,7 @@ def prepare_cpu_network(
         return network
     if mode == "auto" and not (
         isinstance(network, RestormerTrunk)  # the networks whose break-even was measured
-        and (compile_pays_off(height, width, slices) or is_cached(network, height, width, cache_dir))
+        and (compile_pays_off(network, height, width, slices) or is_cached(network, height, width, cache_dir))
     ):
         return network
     try:
