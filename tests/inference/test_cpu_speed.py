@@ -60,7 +60,10 @@ def test_cache_key_follows_weights_size_and_threads():
 
 
 def test_auto_keeps_small_volumes_other_modules_and_gpus_eager(tmp_path, tiny_tat, tiny_amir):
-    tat, amir = tiny_tat, tiny_amir  # the class decides the measured break-even
+    from monai_tat.inference import load_model
+
+    tat, amir = load_model("tat"), load_model("amir")  # the shipped widths, whose break-even was measured
+    assert not compile_pays_off(tiny_tat, 512, 512, 10_000)  # an unmeasured width: only when cached
     assert not compile_pays_off(tat, 512, 512, 300) and compile_pays_off(tat, 192, 192, 900)
     assert not compile_pays_off(amir, 256, 256, 300) and compile_pays_off(amir, 512, 512, 120)
     assert not compile_pays_off(one_block_network(), 512, 512, 10_000)
