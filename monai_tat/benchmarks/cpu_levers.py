@@ -60,7 +60,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-__all__ = ["LEVERS", "LeverRow", "lever_rows", "volume_rows", "levers_main", "volumes_main", "VOLUME_CASES"]
+__all__ = ["LEVERS", "LeverRow", "network_by_name", "lever_rows", "volume_rows", "levers_main", "volumes_main", "VOLUME_CASES"]
 
 LEVERS = ("eager", "inductor", "inductor-cpp", "aoti", "aoti-cached", "jit-freeze", "jit-onednn")
 
@@ -72,7 +72,7 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-def _network(name: str) -> nn.Module:
+def network_by_name(name: str) -> nn.Module:
     """``paper-tat`` / ``paper-amir`` (random weights, the papers' sizes) or a shipped demo network."""
     from monai_tat.networks import AMIR, TAT
 
@@ -261,7 +261,7 @@ def levers_main(argv: Sequence[str] | None = None) -> int:
     _print_lever_header()
     rows: list[LeverRow] = []
     for name in args.networks:
-        network = _network(name)
+        network = network_by_name(name)
         reference = args.reference if name.startswith("paper") else None
         for row in lever_rows(name, network, height, width, args.levers, args.rounds, reference):
             rows.append(row)
@@ -345,7 +345,7 @@ def volumes_main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in args.networks:
-            network = _network(name)
+            network = network_by_name(name)
             for row in volume_rows(name, network, cases, args.slices):
                 rows.append(row)
                 volume = "x".join(str(v) for v in row.shape)

@@ -71,7 +71,7 @@ def kernel_share(rows: Sequence[OperatorTime]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from monai_tat.benchmarks.cpu_levers import _network
+    from monai_tat.benchmarks.cpu_levers import network_by_name
 
     parser = argparse.ArgumentParser(prog="python -m monai_tat.benchmarks cpu-profile", description=__doc__.splitlines()[0])
     parser.add_argument("--network", default="paper-tat", help="paper-tat, paper-amir, tat, amir")
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     height, width = (args.size * 2)[:2]
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    network = _network(args.network).eval()
+    network = network_by_name(args.network).eval()
     rows, wall = profile_forward(network, torch.rand(1, 1, height, width))
     share = kernel_share(rows)
     print(f"# {args.network} {height}x{width}, fp32 eager, {torch.get_num_threads()} threads, torch "

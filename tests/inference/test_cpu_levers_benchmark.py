@@ -56,7 +56,7 @@ def test_compiled_levers_match_eager(monkeypatch):
 
 @pytest.mark.slow
 def test_cpu_volumes_dry_run_derives_the_totals_from_its_measurements(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cpu_levers, "_network", lambda name: one_block_network())
+    monkeypatch.setattr(cpu_levers, "network_by_name", lambda name: one_block_network())
     out = tmp_path / "volumes.json"
     assert entry.main(["cpu-volumes", "--networks", "one", "--cases", "T:24x20x50", "--slices", "2",
                        "--json", str(out)]) == 0  # fmt: skip
