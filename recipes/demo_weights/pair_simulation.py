@@ -24,7 +24,7 @@ then adds Rician noise from none to a clinical level.
 Strength is drawn around the papers' settings unless given: CT dose fraction 0.15-0.35 (quarter
 dose) of a full-dose fluence 0.3-1.5 times the scan's own (real scans: the fluence at which the
 simulator's full-dose noise equals the scan's measured noise); PET dose reduction factor 8-16
-(DRF 12) and a count level of 0.45-1.6 times the package's level for the voxel size
+(DRF 12) and a count level of 0.1-1.6 times (log-uniform) the package's level for the voxel size
 (:func:`monai_tat.transforms.simulators.geometry_arguments`); MRI factor 4.
 
 Phantoms (:func:`phantom_pair`, used by both ``prepare_data.py`` and ``train.py``) go through the
@@ -54,10 +54,11 @@ __all__ = ["CT_RANGES", "PET_RANGES", "MRI_RANGES", "MRI_AUGMENT", "PHANTOM_PIXE
            "pet_counts", "phantom_volume", "phantom_fluence_scale", "phantom_pair", "write_nifti"]
 
 CT_RANGES = {"dose_fraction": (0.15, 0.35), "fluence_scale": (0.3, 1.5)}
-#: PET count level: the low end makes brain maps as noisy as fine-pixel (about 2 mm) brain PET
-#: gets; with a higher floor every training brain map stayed above 25 dB input PSNR and the
-#: network denoised noisier brains less than a linear filter does (see the model card).
-PET_RANGES = {"dose_reduction_factor": (8.0, 16.0), "count_scale": (0.45, 1.6)}
+#: PET count level, log-uniform over a factor of 16 (short frames, low injected activity or a
+#: less sensitive scanner at the low end): trained only on count levels of 0.45-1.6, the network
+#: smoothed brain maps at half the nominal count level less than a linear filter does, and
+#: gained no more on them than at the nominal level (see the model card).
+PET_RANGES = {"dose_reduction_factor": (8.0, 16.0), "count_scale": (0.1, 1.6)}
 MRI_RANGES = {"p995_level": (2000.0, 3500.0)}
 #: MRI augmentation: in-plane pixel size (mm, stratified over a volume's pairs; at most
 #: ``max_upsampling`` times finer than the scan's own), gamma (log-uniform),
@@ -128,7 +129,7 @@ def pet_pair(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(hq, lq, params)`` of a noise-free ``(I, J, K)`` SUV map: full-dose noise, then the low-dose remainder."""
     drf = _draw(rng, dose_reduction_factor, PET_RANGES["dose_reduction_factor"])
-    scale = _draw(rng, count_scale, PET_RANGES["count_scale"])
+    scale = _draw(rng, count_scale, PET_RANGES["count_scale"], log=True)
     counts = pet_counts(spacing, independent_slices) * scale
     hq = np.asarray(LowCountPET(1.0, counts, account_for_input_noise=False, seed=_seed(rng))(suv[None]))[0]
     lq = np.asarray(LowCountPET(drf, counts, account_for_input_noise=True, seed=_seed(rng))(hq[None]))[0]

