@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     net = _best_network(model, work, size)
     gate_record: dict[str, Any] = {"enforced": False, "skipped": True}
     if args.gate != "off":
-        report = _run_gate(net, str(work / "models" / "model.pt"), datalists, rule, work)
+        report = _run_gate(net, _portable(str(work.resolve() / "models" / "model.pt")), datalists, rule, work)
         if not report.passed and args.gate == "enforce":
             raise SystemExit(report.refusal() + f" (nothing written to {args.out})")
         if not report.passed:
