@@ -87,17 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drf", type=float, default=12.0, help="dose reduction factor (default 12)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    import nibabel as nib
-
     from monai_tat.inference import load_model
+    from monai_tat.io import read_volume
 
     torch.set_num_threads(args.threads)
     network = load_model(args.weights)
     print("| map | count scale | counts / SUV pixel | input dB | oracle Wiener gain | network gain | network - Wiener |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for path in args.references:
-        image = nib.load(path)
-        for s in sweep_counts(image.get_fdata(), image.affine, network, args.scales, dose_reduction_factor=args.drf):
+        reference = read_volume(path)  # slices along the last axis, as the training cache writes them
+        for s in sweep_counts(reference.numpy(), reference.affine.numpy(), network, args.scales,
+                              dose_reduction_factor=args.drf):
             print(f"| {Path(path).name.split('.')[0]} | {s.count_scale:g} | {s.counts_per_suv_pixel:.0f} | "
                   f"{s.input_db:.2f} | {s.wiener_gain_db:+.2f} | {s.network_gain_db:+.2f} | {s.over_linear_db:+.2f} |",
                   flush=True)
