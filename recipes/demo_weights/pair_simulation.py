@@ -27,6 +27,10 @@ simulator's full-dose noise equals the scan's measured noise); PET dose reductio
 (DRF 12) and a count level of 0.1-1.6 times (log-uniform) the package's level for the voxel size
 (:func:`monai_tat.transforms.simulators.geometry_arguments`); MRI factor 4.
 
+"Clean input" pairs (:func:`clean_input_strength`, :data:`CLEAN_INPUT`) put the CT dose or the
+PET count level close to the reference's own, so that the network learns to leave an image of
+full-dose quality nearly as it is instead of smoothing away its detail.
+
 Phantoms (:func:`phantom_pair`, used by both ``prepare_data.py`` and ``train.py``) go through the
 same chain: a stack of procedural phantom slices (:func:`monai_tat.demo.phantoms.phantom_slice`)
 with a drawn pixel size, CT at a full-dose fluence of 2e4-1.5e5 photons / mm^2 (the phantoms are
@@ -49,7 +53,8 @@ from monai_tat.tasks import get_task
 from monai_tat.transforms import KSpaceTruncation, LowCountPET, LowDoseCT
 from monai_tat.transforms.simulators import geometry_arguments
 
-__all__ = ["CT_RANGES", "PET_RANGES", "MRI_RANGES", "MRI_AUGMENT", "PHANTOM_PIXEL_MM", "PHANTOM_CT_FLUENCE",
+__all__ = ["CT_RANGES", "PET_RANGES", "MRI_RANGES", "MRI_AUGMENT", "PHANTOM_PIXEL_MM", "PHANTOM_CT_FLUENCE", "CLEAN_INPUT",
+           "clean_input_strength",
            "SETTINGS", "ct_pair", "pet_pair", "mri_pair", "mri_augment", "pixel_range", "resample_in_plane", "rician_noise",
            "pet_counts", "phantom_volume", "phantom_fluence_scale", "phantom_pair", "write_nifti"]
 
@@ -70,9 +75,16 @@ MRI_AUGMENT = {"pixel_mm": (0.6, 1.6), "max_upsampling": 1.25, "gamma": (0.7, 1.
 PHANTOM_PIXEL_MM = {"ct": (0.6, 1.4), "pet": (2.5, 4.5), "mri": (0.8, 1.2)}
 #: Full-dose fluence (photons / mm^2 per view, log-uniform) of the CT phantoms.
 PHANTOM_CT_FLUENCE = (2.0e4, 1.5e5)
+#: Strength of the "clean input" pairs (log-uniform): a dose or count level close to the reference's
+#: own. Trained only on low-dose inputs, a network smooths a full-dose image as hard as a low-dose
+#: one and removes real detail; these pairs teach it to leave an already clean image nearly as it
+#: is. CT: a dose fraction of the scan's own (phantoms: also a fluence 8-64 times their usual one, as
+#: their reference is otherwise noise-free); PET: dose reduction factor and count level.
+CLEAN_INPUT = {"ct_dose_fraction": (0.4, 0.9), "phantom_ct_fluence_gain": (8.0, 64.0),
+               "pet_dose_reduction_factor": (1.25, 6.0), "pet_count_scale": (1.0, 12.0)}
 #: The strength ranges of every pair, as recorded with the trained weights.
 SETTINGS = {"ct": CT_RANGES, "pet": PET_RANGES, "mri": MRI_RANGES, "mri_augment": MRI_AUGMENT,
-            "phantoms": {"pixel_mm": PHANTOM_PIXEL_MM, "ct_fluence": PHANTOM_CT_FLUENCE}}
+            "phantoms": {"pixel_mm": PHANTOM_PIXEL_MM, "ct_fluence": PHANTOM_CT_FLUENCE}, "clean_input": CLEAN_INPUT}
 # The package's default full-dose fluence, the base of ``fluence_scale`` when no scan fluence is given.
 _CT_DEFAULT_FLUENCE = float(inspect.signature(LowDoseCT).parameters["incident_photons_per_mm2"].default)
 
@@ -257,6 +269,26 @@ def phantom_fluence_scale(rng: np.random.Generator) -> float:
     """A CT phantom's full-dose fluence (:data:`PHANTOM_CT_FLUENCE`, log-uniform) relative to the package's default."""
     low, high = (f / _CT_DEFAULT_FLUENCE for f in PHANTOM_CT_FLUENCE)
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def clean_input_strength(task: str, rng: np.random.Generator, phantom: bool = False) -> dict[str, float]:
+    """Keyword arguments of :func:`ct_pair` / :func:`pet_pair` for one "clean input" pair (:data:`CLEAN_INPUT`).
+
+    Args:
+        task: "ct" or "pet" (MRI pairs differ by the truncation only: there is no dose to raise).
+        rng: the pair's generator.
+        phantom: a CT phantom (noise-free reference): its fluence is raised too.
+    """
+    if task == "ct":
+        strength = {"dose_fraction": _draw(rng, None, CLEAN_INPUT["ct_dose_fraction"], log=True)}
+        if phantom:
+            gain = _draw(rng, None, CLEAN_INPUT["phantom_ct_fluence_gain"], log=True)
+            strength["fluence_scale"] = phantom_fluence_scale(rng) * gain
+        return strength
+    if task == "pet":
+        return {"dose_reduction_factor": _draw(rng, None, CLEAN_INPUT["pet_dose_reduction_factor"], log=True),
+                "count_scale": _draw(rng, None, CLEAN_INPUT["pet_count_scale"], log=True)}
+    raise ValueError(f"clean-input pairs exist for CT and PET, not {task!r}")
 
 
 def phantom_pair(task: str, size: int, slices: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:

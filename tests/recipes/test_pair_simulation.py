@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pair_simulation import PHANTOM_PIXEL_MM, ct_pair, mri_pair, pet_counts, pet_pair, phantom_pair, write_nifti
+from pair_simulation import CLEAN_INPUT, PHANTOM_PIXEL_MM, clean_input_strength, ct_pair, mri_pair, pet_counts, pet_pair, phantom_pair, write_nifti
 from monai_tat.io import read_volume
 from monai_tat.transforms import KSpaceTruncation
 from monai_tat.transforms.simulators import geometry_arguments
@@ -42,6 +42,29 @@ def test_pet_pair_keeps_the_mean_and_the_reference_has_full_dose_noise():
     assert pet_counts((2.0, 2.0, 50.0), True) == pytest.approx(25.0)  # independent slices: cubic voxels
     # the count level is the package's rule, not a copy of it
     assert pet_counts((3.0, 2.5, 5.0), False) == geometry_arguments("pet", (3.0, 2.5), 5.0)["counts_per_suv_pixel"]
+
+
+def test_clean_input_pairs_are_much_less_degraded_than_low_dose_ones():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        ct, phantom, pet = (clean_input_strength("ct", rng), clean_input_strength("ct", rng, phantom=True),
+                            clean_input_strength("pet", rng))
+        assert CLEAN_INPUT["ct_dose_fraction"][0] <= ct["dose_fraction"] <= CLEAN_INPUT["ct_dose_fraction"][1]
+        assert set(ct) == {"dose_fraction"} and phantom["fluence_scale"] > 0  # real scans keep their own fluence
+        assert CLEAN_INPUT["pet_dose_reduction_factor"][0] <= pet["dose_reduction_factor"] <= 6.0
+        assert 1.0 <= pet["count_scale"] <= CLEAN_INPUT["pet_count_scale"][1]
+    with pytest.raises(ValueError, match="not 'mri'"):
+        clean_input_strength("mri", rng)
+    # the same map: a clean-input pair's input is far closer to its reference than a low-dose pair's
+    suv = _disc(64, 2.0, 0.0)
+    low = pet_pair(suv, (4.0, 4.0, 4.0), np.random.default_rng(5), dose_reduction_factor=12.0, count_scale=1.0)
+    clean = pet_pair(suv, (4.0, 4.0, 4.0), np.random.default_rng(5), **clean_input_strength("pet", np.random.default_rng(6)))
+    assert float(np.std(clean[1] - clean[0])) < 0.5 * float(np.std(low[1] - low[0]))
+    hu = _disc(64, 40.0, -1000.0)
+    _, lq_low, _ = ct_pair(hu, 5.0, 3.0, np.random.default_rng(7), dose_fraction=0.25, fluence_scale=0.02)
+    _, lq_clean, _ = ct_pair(hu, 5.0, 3.0, np.random.default_rng(7), dose_fraction=0.9, fluence_scale=0.02)
+    inside = hu > 0
+    assert float((lq_clean - hu)[inside].std()) < 0.5 * float((lq_low - hu)[inside].std())
 
 
 def test_mri_pair_is_12_bit_integer_and_lq_is_the_truncated_reference():

@@ -25,6 +25,7 @@ TINY = Plan(
     mri_variants={"pyradiomics_brain1": 3},
     validation=("pyradiomics_brain1",),
     phantoms={"ct": (2, 1, 48), "pet": (2, 1, 48), "mri": (2, 2, 48)},  # volume 0 of each: validation
+    clean_phantoms={"ct": 1, "pet": 1},
 )
 
 
@@ -127,7 +128,8 @@ def test_held_out_volumes_are_never_in_training_and_are_degraded_at_nominal_stre
     assert by_task[("pet", "pyradiomics_brain2")]["dose_reduction_factor"] == 12.0
     assert by_task[("mri", "pyradiomics_brain2")]["factor"] == 4.0
     training = json.loads((cache / "pairs" / "cases.json").read_text())
-    drfs = [c["params"]["dose_reduction_factor"] for c in training if c["item"]["task"] == "pet"]
+    drfs = [c["params"]["dose_reduction_factor"] for c in training
+            if c["item"]["task"] == "pet" and not c["params"].get("clean_input")]
     assert all(8.0 <= d <= 16.0 for d in drfs) and len(set(drfs)) == len(drfs)  # randomised per pair
 
 
@@ -208,6 +210,45 @@ def test_template_weight_and_held_out_cases_follow_the_plan():
     lighter = plan_jobs(volumes, Plan(phantoms={}, mri_variants={"nilearn_mni152_t1": 0, "mriqc_sub-0017": 2}))
     assert not [j for j in lighter if j.case == "nilearn_mni152_t1" and j.task == "mri"]
     assert len([j for j in lighter if j.case == "mriqc_sub-0017" and j.task == "mri"]) == 2
+
+
+def test_clean_input_pairs_are_added_to_training_cases_only():
+    from types import SimpleNamespace
+
+    volumes = [SimpleNamespace(case="pyradiomics_lung1", modality="CT", array=np.zeros((8, 8, 4))),
+               SimpleNamespace(case="pyradiomics_lung2", modality="CT", array=np.zeros((8, 8, 4))),
+               SimpleNamespace(case="pydicom-data_abdomen_ct", modality="CT", array=np.zeros((8, 8, 1)))]
+    plan = Plan(phantoms={"ct": (2, 1, 32), "pet": (2, 1, 32)})
+    jobs = plan_jobs(volumes, plan)
+    clean = Counter((j.case, j.task, j.role) for j in jobs if j.clean)
+    assert clean == {("pyradiomics_lung1", "ct", "training"): 1, ("pyradiomics_lung1", "pet", "training"): 1,
+                     ("phantom_ct", "ct", "training"): plan.clean_phantoms["ct"],
+                     ("phantom_pet", "pet", "training"): plan.clean_phantoms["pet"]}
+    # added on top: the low-dose variants are all still there, with their own indices
+    lung1_ct = sorted(j.variant for j in jobs if j.case == "pyradiomics_lung1" and j.task == "ct")
+    assert lung1_ct == list(range(plan.ct_variants[0] + 1))
+    assert not any(j.clean for j in jobs if j.role in ("heldout", "validation"))
+    none = plan_jobs(volumes, Plan(phantoms={"ct": (2, 1, 32)}, clean_variants={}, clean_phantoms={}))
+    assert not any(j.clean for j in none)
+
+
+def test_clean_input_pairs_in_the_cache_are_recorded_and_less_noisy(cache):
+    cases = json.loads((cache / "pairs" / "cases.json").read_text())
+    clean = [c for c in cases if c["params"].get("clean_input")]
+    # TINY: lung1 gets one clean CT and one clean PET pair, each phantom task one clean volume
+    assert sorted((c["case"], c["item"]["task"]) for c in clean) == [
+        ("phantom_ct", "ct"), ("phantom_pet", "pet"), ("pyradiomics_lung1", "ct"), ("pyradiomics_lung1", "pet")]
+    assert all(c["role"] == "training" for c in clean)
+
+    def noise(case: str, task: str, is_clean: bool) -> float:
+        (record,) = [c for c in cases if c["case"] == case and c["item"]["task"] == task and c["role"] == "training"
+                     and bool(c["params"].get("clean_input")) == is_clean]
+        lq = read_volume(cache / "pairs" / record["item"]["image"]).numpy()
+        hq = read_volume(cache / "pairs" / record["item"]["label"]).numpy()
+        return float(np.std(lq - hq))
+
+    for case, task in (("phantom_ct", "ct"), ("pyradiomics_lung1", "ct"), ("pyradiomics_lung1", "pet")):
+        assert noise(case, task, True) < noise(case, task, False)
 
 
 def test_reuse_rebuilds_mri_only_and_leaves_the_old_cache_untouched(cache, tmp_path):
