@@ -144,6 +144,16 @@ def _unit_columns(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / norm).to(x.dtype)
 
 
+def _norm_from_squares(squares: torch.Tensor) -> torch.Tensor:
+    """L2 norms from sums of squares, clamped at 1e-12 like ``F.normalize``.
+
+    The clamp comes before the square root: an all-zero q or k column (a constant patch through a
+    freshly initialised network) then gets a zero gradient, where ``sqrt(0)`` followed by a clamp
+    gives ``0 * inf`` = NaN in every weight.
+    """
+    return squares.clamp_min(1e-24).sqrt()
+
+
 class ChannelAttention(nn.Module):
     """Multi-Dconv head transposed attention (MDTA), optionally inside TLC local windows.
 
@@ -207,8 +217,8 @@ class ChannelAttention(nn.Module):
                 attn = torch.softmax(gram * self.temperature[head], dim=-1)
             else:
                 # square-and-sum reduces strided views faster than linalg.vector_norm does
-                q_norm = q.square().sum(dim=1).sqrt().clamp_min(1e-12)  # (N, c)
-                k_norm = k.square().sum(dim=1).sqrt().clamp_min(1e-12)
+                q_norm = _norm_from_squares(q.square().sum(dim=1))  # (N, c)
+                k_norm = _norm_from_squares(k.square().sum(dim=1))
                 gram = q.transpose(1, 2) @ k  # (N, c, c)
                 scale = self.temperature[head] / (q_norm.unsqueeze(2) * k_norm.unsqueeze(1))
                 attn = torch.softmax(gram * scale, dim=-1)
@@ -240,7 +250,7 @@ class ChannelAttention(nn.Module):
         temperature = self.temperature.reshape(1, self.num_heads, 1, 1)
         if low_precision:
             return torch.softmax(gram * temperature, dim=-1)
-        norms = window[..., : 2 * channels].square().sum(dim=(1, 2)).sqrt().clamp_min(1e-12)  # (B, 2C): q then k
+        norms = _norm_from_squares(window[..., : 2 * channels].square().sum(dim=(1, 2)))  # (B, 2C): q then k
         q_norm = norms[:, :channels].reshape(batch, self.num_heads, c_head)
         k_norm = norms[:, channels:].reshape(batch, self.num_heads, c_head)
         return torch.softmax(gram * (temperature / (q_norm.unsqueeze(3) * k_norm.unsqueeze(2))), dim=-1)

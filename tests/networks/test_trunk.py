@@ -46,3 +46,20 @@ def test_every_network_is_one_trunk_with_levels_at_the_documented_widths() -> No
     # Modules are registered in the reference's order: TREN, then the fusion head, last.
     top_level = list(dict.fromkeys(key.split(".")[0] for key in model.state_dict()))
     assert top_level[-3:] == ["tren", "fusion", "output"]
+
+
+def test_a_constant_patch_through_a_fresh_network_gives_finite_gradients() -> None:
+    """Air or padding crops are constant: with zero LayerNorm biases (a fresh network) q and k are
+    all-zero columns, and the attention's norms must not turn that into NaN weights."""
+    from monai_tat.networks import AMIR
+
+    for net in (TAT(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1),
+                AMIR(dim=6, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1)):
+        torch.manual_seed(0)
+        patches = torch.rand(2, 1, 32, 32)
+        patches[0] = 0.0
+        out = net.train()(patches)
+        out = out[0] if isinstance(out, tuple) else out
+        out.abs().mean().backward()
+        grads = [p.grad for p in net.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads), type(net).__name__
