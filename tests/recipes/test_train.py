@@ -145,3 +145,16 @@ def test_training_without_the_train_extra_says_how_to_install_it(tmp_path, monke
         capsys.readouterr().err
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_large_size_is_the_papers_depth_and_exports_under_its_own_name(tmp_path):
+    from train import LARGE_SIZES
+    from monai_tat.networks import build_network
+
+    large = build_network("TAT", spatial_dims=2, in_channels=1, out_channels=1, **LARGE_SIZES["tat"])
+    assert sum(p.numel() for p in large.parameters()) == 10_573_748
+    assert LARGE_SIZES["tat"]["num_blocks"] == [4, 6, 6, 8] and LARGE_SIZES["tat"]["num_refinement_blocks"] == 4
+    args = ["--model", "tat", "--size", "large", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
+            "--quick", "--gate", "off"]
+    assert main(args) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tat_large.safetensors", "tat_large_metrics.json"]
