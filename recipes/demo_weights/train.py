@@ -37,9 +37,10 @@ without enforcing it (smoke runs); ``--gate-only WEIGHTS`` gates an existing wei
         --no-phantoms --datalist CACHE/heldout/datalist.json --work GATE_DIR
 
 Outputs: ``<out>/<model>_demo.safetensors`` (weights of the best validated EMA network, with the
-network configuration in the metadata; ``<model>_large`` with ``--size large``), ``<out>/<model>_demo_metrics.json`` (training settings,
-held-out metrics and the gate's per-volume table) and, unless ``--no-bundles`` or ``--quick``, the bundle's ``models/model.pt``
-(plain state dict).
+network configuration in the metadata), ``<out>/<model>_demo_metrics.json`` (training settings,
+held-out metrics and the gate's per-volume table) and, unless ``--no-bundles`` or ``--quick``, the
+bundle's ``models/model.pt`` (plain state dict). ``--size large`` names them ``<model>_large`` and
+never writes the bundle.
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def run_workflow(bundle_dir: Path, config: str, workflow_type: str, overrides: d
 def _iterations_for(minutes: float, model: str, size: dict[str, Any], patch: int, batch: int, lr: float) -> int:
     """Iterations that fit ``minutes`` on the device the workflow trains on (train.json: the first
     GPU, else the CPU): a few timed steps of the network alone, plus 15 % for data, EMA and
-    validation."""
+    validation. On a GPU the data loader can set the pace instead (two runs sharing one GPU and 16
+    cores took 3 times the network's time), so give ``--iterations`` there."""
     from monai_tat.losses import AMIRLoss, TaskAdaptiveLoss
     from monai_tat.networks import build_network
 
