@@ -16,6 +16,8 @@
   max |diff| against eager, timed in interleaved rounds (:mod:`monai_tat.benchmarks.cpu_levers`).
 - ``cpu-volumes``: seconds to restore a CT, an MRI and a PET volume on the CPU with the shipped
   networks, eager, first run (compiling) and second run (cached) (:mod:`monai_tat.benchmarks.cpu_levers`).
+- ``train-loader``: seconds per batch of a bundle's training data loader, with and without a copy
+  of each cached volume per sample, beside one network step (:mod:`monai_tat.benchmarks.train_loader`).
 - ``cpu-profile``: one forward pass's CPU time operator by operator, and how much of it vendor
   kernels take (:mod:`monai_tat.benchmarks.cpu_profile`).
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence", "gpu-check", "cpu-levers", "cpu-volumes", "cpu-profile")
+SUBCOMMANDS = ("engine", "models", "networks", "drift", "confidence", "gpu-check", "cpu-levers", "cpu-volumes", "cpu-profile", "train-loader")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_tat.benchmarks.cpu_levers import volumes_main
 
         return volumes_main(rest)
+    if command == "train-loader":
+        from monai_tat.benchmarks.train_loader import main as loader_main
+
+        return loader_main(rest)
     if command == "cpu-profile":
         from monai_tat.benchmarks.cpu_profile import main as profile_main
 

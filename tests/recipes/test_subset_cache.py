@@ -65,3 +65,37 @@ def test_subset_fits_the_budget_and_keeps_pairs_aligned(pairs, tmp_path):
 def test_a_budget_below_one_slice_per_pair_is_refused(pairs, tmp_path, capsys):
     with pytest.raises(SystemExit, match="raise --megabytes"):
         main([str(pairs), str(tmp_path / "tiny"), "--megabytes", "0.001"])
+
+
+def test_int16_subset_keeps_values_within_half_a_step_in_fewer_bytes(tmp_path):
+    rng = np.random.default_rng(1)
+    lists = {"training": [], "validation": []}
+    for n in range(2):
+        # float32 noise, as the simulated pairs are: compresses poorly as floats
+        hq = (rng.normal(0.0, 300.0, size=(48, 48, 10)) - 200.0).astype(np.float32)
+        lq = (hq + rng.normal(0.0, 40.0, size=hq.shape)).astype(np.float32)
+        item = {"task": "ct", "image": f"lq/p{n}.nii.gz", "label": f"hq/p{n}.nii.gz"}
+        _write(tmp_path / "pairs" / item["image"], lq)
+        _write(tmp_path / "pairs" / item["label"], hq)
+        lists["training"].append(item)
+    (tmp_path / "pairs" / "datalist.json").write_text(json.dumps(lists))
+    datalist = tmp_path / "pairs" / "datalist.json"
+
+    as_float = subset_datalist(datalist, tmp_path / "f", megabytes=100)
+    as_int = subset_datalist(datalist, tmp_path / "i", megabytes=100, int16=True)
+
+    assert as_int["subset"]["stored_as"] == "int16, scaled"
+    size = {name: sum(f.stat().st_size for f in (tmp_path / name).rglob("*.nii.gz")) for name in ("f", "i")}
+    assert size["i"] < 0.7 * size["f"]
+    for item in as_int["training"]:
+        for key in ("image", "label"):
+            stored = nib.load(str(tmp_path / "i" / item[key]))
+            original = nib.load(str(tmp_path / "pairs" / item[key])).get_fdata()
+            assert stored.get_data_dtype() == np.int16
+            step = (original.max() - original.min()) / 65535
+            assert np.abs(stored.get_fdata() - original).max() <= step * 0.51
+            assert np.allclose(stored.affine, np.diag([0.8, 0.8, 2.0, 1.0]))
+    # the same budget holds more int16 slices than float ones
+    tight = sum(f.stat().st_size for f in (tmp_path / "f").rglob("*.nii.gz")) / 2 / 1e6
+    assert (subset_datalist(datalist, tmp_path / "ti", megabytes=tight, int16=True)["subset"]["training_slices_per_pair"]
+            > subset_datalist(datalist, tmp_path / "tf", megabytes=tight)["subset"]["training_slices_per_pair"])
