@@ -9,7 +9,7 @@ linearly to ``1 - decay``), so that the random initial weights do not linger in 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from ignite.handlers import EMAHandler
@@ -20,18 +20,26 @@ from monai_tat.errors import UserInputError
 __all__ = ["WeightEMA", "average_weights"]
 
 
-def average_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of state dicts of one architecture (e.g. a network and its fine-tuned self).
+def average_weights(states: Sequence[Mapping[str, torch.Tensor]],
+                    fractions: Optional[Sequence[float]] = None) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts of one architecture (e.g. a network and its fine-tuned self),
+    or their weighted mean with ``fractions`` (one per state, positive, summing to 1).
 
     Floating-point tensors are averaged in float32 and returned float32; any other tensor (counters,
     integer buffers) must be equal in every state and is kept. Averaging only makes sense for
     weights that lie in one basin (one training lineage); it is not checked.
 
     Raises:
-        UserInputError: fewer than two states, or states whose keys, shapes or non-float values differ.
+        UserInputError: fewer than two states, states whose keys, shapes or non-float values differ, or
+            fractions that are not one positive number per state summing to 1.
     """
     if len(states) < 2:
         raise UserInputError(f"averaging weights needs at least two state dicts, got {len(states)}")
+    if fractions is None:
+        fractions = [1.0 / len(states)] * len(states)
+    if len(fractions) != len(states) or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise UserInputError(f"fractions must be one positive number per weights file ({len(states)}) summing to 1; "
+                             f"got {list(fractions)}")
     first = states[0]
     for index, state in enumerate(states[1:], start=2):
         if set(state) != set(first):
@@ -44,7 +52,7 @@ def average_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, t
     averaged: dict[str, torch.Tensor] = {}
     for key, value in first.items():
         if value.is_floating_point():
-            averaged[key] = torch.stack([s[key].detach().float().cpu() for s in states]).mean(0)
+            averaged[key] = sum(f * s[key].detach().float().cpu() for f, s in zip(fractions, states))
         else:
             if any(not torch.equal(s[key].cpu(), value.cpu()) for s in states[1:]):
                 raise UserInputError(f"the non-float tensor {key!r} differs between the weights: it cannot be averaged")

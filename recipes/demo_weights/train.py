@@ -252,10 +252,11 @@ def _export(model: str, net: torch.nn.Module, out: Path, info: dict[str, Any], b
         _log(f"{model}: wrote {target}")
 
 
-def _write_average(weights: list[str], work: Path) -> list[dict[str, str]]:
-    """Write the mean of ``weights`` as ``<work>/models/model.pt`` (never over an existing file).
+def _write_average(weights: list[str], work: Path, fractions: list[float] | None = None) -> list[dict[str, Any]]:
+    """Write the mean of ``weights`` (weighted by ``fractions`` when given) as
+    ``<work>/models/model.pt`` (never over an existing file).
 
-    Returns each source's path and SHA-256, for the exported weights' record.
+    Returns each source's path, SHA-256 and fraction, for the exported weights' record.
     """
     import hashlib
 
@@ -265,11 +266,13 @@ def _write_average(weights: list[str], work: Path) -> list[dict[str, str]]:
     target = work / "models" / "model.pt"
     if target.exists():
         raise SystemExit(f"{target} already exists (a run's best weights?): give --average a new --work folder")
-    averaged = average_weights([read_checkpoint(w)[0] for w in weights])
+    fractions = fractions or [1.0 / len(weights)] * len(weights)
+    averaged = average_weights([read_checkpoint(w)[0] for w in weights], fractions)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, lambda tmp: torch.save(averaged, tmp), overwrite=False)
     _log(f"wrote the mean of {len(weights)} weights to {target}")
-    return [{"path": _portable(str(w)), "sha256": hashlib.sha256(Path(w).read_bytes()).hexdigest()} for w in weights]
+    return [{"path": _portable(str(w)), "sha256": hashlib.sha256(Path(w).read_bytes()).hexdigest(), "fraction": f}
+            for w, f in zip(weights, fractions)]
 
 
 def _portable(argument: str) -> str:
@@ -371,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average", nargs="+", default=None, metavar="WEIGHTS",
                    help="with --export-only: export and evaluate the mean of these weights (one lineage), "
                         "written to <work>/models/model.pt, which must not exist yet")
+    p.add_argument("--average-fractions", nargs="+", type=float, default=None, metavar="F",
+                   help="with --average: a weighted mean, one fraction per weights file, summing to 1")
     gate = p.add_argument_group(
         "held-out gate", "weights that make a held-out volume worse than its input are not exported; the "
         "per-volume table goes to <work>/heldout_gate.json and .md")
@@ -397,6 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--no-phantoms needs --datalist: without phantoms the data come only from datalists")
     if args.average is not None and (not args.export_only or len(args.average) < 2):
         p.error("--average takes two or more weights files and needs --export-only")
+    if args.average_fractions is not None and (
+            args.average is None or len(args.average_fractions) != len(args.average)
+            or min(args.average_fractions) <= 0 or abs(sum(args.average_fractions) - 1.0) > 1e-6):
+        p.error("--average-fractions needs --average and one positive fraction per weights file, summing to 1")
     trains = not (args.export_only or args.gate_only)
     if trains and importlib.util.find_spec("tensorboard") is None:
         # train.json logs to TensorBoard, a training-only extra of monai-tat
@@ -439,22 +448,26 @@ def main(argv: list[str] | None = None) -> int:
 
     plan_path = work / "plan.json"
     plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.is_file() else {}
-    if args.iterations is not None:
-        plan["iterations"] = args.iterations
-    elif "iterations" not in plan:
-        plan["iterations"] = (4 if quick else _iterations_for(args.minutes, model, size, patch, batch, args.lr)
-                              if args.minutes else 2000)
-    atomic_write(plan_path, lambda tmp: tmp.write_text(json.dumps(plan) + "\n", encoding="utf-8"), overwrite=True)
-    iterations = int(plan["iterations"])
+    if args.export_only:
+        # nothing is trained: the record keeps the stopped run's plan, or none for weights from elsewhere
+        iterations = int(plan["iterations"]) if "iterations" in plan else None
+    else:
+        if args.iterations is not None:
+            plan["iterations"] = args.iterations
+        elif "iterations" not in plan:
+            plan["iterations"] = (4 if quick else _iterations_for(args.minutes, model, size, patch, batch, args.lr)
+                                  if args.minutes else 2000)
+        atomic_write(plan_path, lambda tmp: tmp.write_text(json.dumps(plan) + "\n", encoding="utf-8"), overwrite=True)
+        iterations = int(plan["iterations"])
 
     overrides = training_overrides(
-        model, work, datalists, iterations, size, patch=patch, samples_per_task=samples,
+        model, work, datalists, iterations or 1, size, patch=patch, samples_per_task=samples,
         learning_rate=args.lr, seed=args.seed, val_slices=args.val_slices, workers=args.workers,
     )
     if args.init:
         overrides["initialize"] = _initialize_from(Path(args.init), bundle_dir)
     stopped_at = None
-    averaged_from = _write_average(args.average, work) if args.average else None
+    averaged_from = _write_average(args.average, work, args.average_fractions) if args.average else None
     if args.export_only:
         from monai_tat.training import latest_checkpoint
 
@@ -471,8 +484,11 @@ def main(argv: list[str] | None = None) -> int:
         run_workflow(bundle_dir, "train.json", "train", overrides)
         wall = time.time() - start
 
-    info = {"iterations": iterations, "stopped_at": stopped_at, "wall_s_this_run": round(wall, 1), "patch": patch,
-            "batch": batch, **({"task_samples": samples} if isinstance(samples, dict) else {}), "learning_rate": args.lr, "seed": args.seed,
+    # An average's training settings are its sources' (recorded beside them), not this command's.
+    settings = {"patch": patch, "batch": batch, **({"task_samples": samples} if isinstance(samples, dict) else {}),
+                "learning_rate": args.lr, "seed": args.seed}
+    info = {"iterations": iterations, "stopped_at": stopped_at, "wall_s_this_run": round(wall, 1),
+            **({k: None for k in settings} if averaged_from else settings),
             "datalists": [Path(d).name if phantoms and d == str(phantoms) else _portable(d) for d in datalists],
             "simulation": sim.SETTINGS, "network": size,
             "command": "python recipes/demo_weights/train.py " + " ".join(map(_portable, argv or [])),

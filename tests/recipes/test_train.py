@@ -120,11 +120,22 @@ def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
     assert [s["path"] for s in info["averaged_from"]] == [str(Path(p.parent.name, p.name)) for p in map(Path, paths)]
     assert all(len(s["sha256"]) == 64 for s in info["averaged_from"]) and "mri" in info["heldout_metrics"]
     assert info["heldout_gate"] == {"enforced": False, "skipped": True}  # --gate off: not scored
+    assert info["iterations"] is None and info["learning_rate"] is None  # the sources' settings, not this command's
     # the work folder now holds weights: a second average there is refused and leaves them as they are
     before = (tmp_path / "work" / "models" / "model.pt").read_bytes()
     with pytest.raises(SystemExit, match="already exists"):
         main(args)
     assert (tmp_path / "work" / "models" / "model.pt").read_bytes() == before
+    assert [s["fraction"] for s in info["averaged_from"]] == [0.5, 0.5]
+    # a weighted mean: 0.75 / 0.25
+    weighted = ["--model", "tat", "--out", str(tmp_path / "out2"), "--work", str(tmp_path / "work2"), "--quick",
+                "--export-only", "--average", *map(str, paths), "--average-fractions", "0.75", "0.25", "--gate", "off"]
+    assert main(weighted) == 0
+    torch.testing.assert_close(read_checkpoint(tmp_path / "out2" / "tat_demo.safetensors")[0]["patch_embed.weight"],
+                               0.75 * sources[0] + 0.25 * sources[1])
+    for fractions in (["0.5"], ["0.7", "0.7"], ["1.5", "-0.5"]):
+        with pytest.raises(SystemExit):
+            main([*weighted[:-2], "--average-fractions", *fractions, "--gate", "off"])
     # averaging is an export: without --export-only (or with one file) the command line is refused
     for wrong in (["--average", *map(str, paths)], ["--export-only", "--average", str(paths[0])]):
         with pytest.raises(SystemExit):

@@ -69,6 +69,12 @@ def test_average_weights_is_the_elementwise_mean_and_refuses_other_networks():
     nn.Linear(3, 2).load_state_dict(averaged)
     torch.testing.assert_close(averaged["weight"], sum(n.weight.detach() for n in nets) / 3)
 
+    weighted = average_weights([a, b], [0.25, 0.75])
+    torch.testing.assert_close(weighted["w"], torch.tensor([2.5, -1.0]))
+    for fractions in ([0.5], [0.6, 0.6], [1.5, -0.5]):
+        with pytest.raises(UserInputError, match="fractions"):
+            average_weights([a, b], fractions)
+
     with pytest.raises(UserInputError, match="at least two"):
         average_weights([a])
     with pytest.raises(UserInputError, match="keys differ"):
