@@ -12,13 +12,11 @@ import statistics
 
 import numpy as np
 import pytest
-import torch
-from monai.data import MetaTensor
 
 from monai_tat.benchmarks import __main__ as entry
 from monai_tat.benchmarks.engine_speed import engine_figures
 from monai_tat.benchmarks.measuring import PeakMemory
-from monai_tat.benchmarks.volumes import ct_like_volume, synthetic_volume
+from monai_tat.benchmarks.volumes import ct_like_volume
 
 
 def test_engine_json_figures_are_consistent_and_printed(tmp_path, capsys):
@@ -60,18 +58,38 @@ def test_peak_memory_sees_an_allocation():
     assert peak.method != "none" and peak.extra_bytes >= 36 * 2**20
 
 
+_ENGINE_PEAK_SCRIPT = """
+import json, sys
+import numpy as np, torch
+from monai_tat.benchmarks.engine_speed import engine_figures
+from monai_tat.benchmarks.volumes import synthetic_volume
+task = sys.argv[1]
+volume = synthetic_volume(task.split("_")[0], (256, 256, 96))  # 24 MiB
+kspace = None
+if task == "mri_truncated":  # the k-space consistency step runs too
+    from monai_tat.inference import restore_volume
+    from monai_tat.transforms import KSpaceTruncation
+    volume = MetaTensor(torch.from_numpy(np.asarray(KSpaceTruncation(4.0)(volume.numpy()[None]))[0]),
+                        meta={"modality": "MR"})
+    record = restore_volume(volume[:, :, :8], torch.nn.Identity(), "mri", device="cpu").meta["restoration"]
+    kspace = record["kspace_consistency"]["applied"]
+row = engine_figures(volume, task.split("_")[0], "cpu", batch_size=8, repeats=2)
+print(json.dumps({"peak_volumes": row["peak_volumes"], "memory_method": row["memory_method"], "kspace": kspace}))
+"""
+
+
 @pytest.mark.parametrize("task", ["ct", "mri", "mri_truncated"])
 def test_engine_peak_memory_is_at_most_three_volumes(task):
-    volume = synthetic_volume(task.split("_")[0], (256, 256, 96))  # 24 MiB
-    if task == "mri_truncated":  # the k-space consistency step runs too
-        from monai_tat.inference import restore_volume
-        from monai_tat.transforms import KSpaceTruncation
+    # In a fresh interpreter, as the benchmark runs: the resident-set peak of a process that has
+    # already run hundreds of tests includes heap pages its earlier allocations left fragmented.
+    import subprocess
+    import sys
 
-        volume = MetaTensor(torch.from_numpy(np.asarray(KSpaceTruncation(4.0)(volume.numpy()[None]))[0]),
-                            meta={"modality": "MR"})
-        record = restore_volume(volume[:, :, :8], torch.nn.Identity(), "mri", device="cpu").meta["restoration"]
-        assert record["kspace_consistency"]["applied"]
-    row = engine_figures(volume, task.split("_")[0], "cpu", batch_size=8, repeats=2)
+    done = subprocess.run([sys.executable, "-c", _ENGINE_PEAK_SCRIPT, task], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    if task == "mri_truncated":
+        assert row["kspace"] is True
     assert row["peak_volumes"] <= 3.0, row  # the plain path takes more than 5
 
 
