@@ -61,6 +61,7 @@ def test_peak_memory_sees_an_allocation():
 _ENGINE_PEAK_SCRIPT = """
 import json, sys
 import numpy as np, torch
+from monai.data import MetaTensor
 from monai_tat.benchmarks.engine_speed import engine_figures
 from monai_tat.benchmarks.volumes import synthetic_volume
 task = sys.argv[1]
