@@ -7,7 +7,8 @@
 - :class:`RestorationIteration`: the trainer's iteration, giving the objective the low-quality
   input and the tasks.
 - :class:`WeightEMA`: exponential moving average of the weights (what is validated and saved);
-  :func:`average_weights`: the mean of finished weights of one lineage.
+  :func:`average_weights`: the (weighted, :func:`mixing_fractions`) mean of finished weights of one
+  lineage.
 - :func:`latest_checkpoint`: where an interrupted training run resumes.
 
 The configs that put them together are the bundles' ``configs/train.json``.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from monai_tat.data.datalist import load_datalist
 from monai_tat.training.checkpoints import CHECKPOINT_PATTERN, latest_checkpoint
-from monai_tat.training.ema import WeightEMA, average_weights
+from monai_tat.training.ema import WeightEMA, average_weights, mixing_fractions
 from monai_tat.training.iteration import RestorationIteration
 from monai_tat.training.sampler import RandomBatchSampler, TaskBalancedBatchSampler
 
@@ -29,5 +30,6 @@ __all__ = [
     "WeightEMA",
     "average_weights",
     "latest_checkpoint",
+    "mixing_fractions",
     "load_datalist",
 ]

@@ -17,7 +17,21 @@ from torch import nn
 
 from monai_tat.errors import UserInputError
 
-__all__ = ["WeightEMA", "average_weights"]
+__all__ = ["WeightEMA", "average_weights", "mixing_fractions"]
+
+
+def mixing_fractions(count: int, fractions: Optional[Sequence[float]] = None) -> list[float]:
+    """The fractions of a weighted mean of ``count`` weights: ``fractions`` checked, or equal shares.
+
+    Raises:
+        UserInputError: fractions that are not one positive number per weights file summing to 1.
+    """
+    if fractions is None:
+        return [1.0 / count] * count
+    if len(fractions) != count or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise UserInputError(f"fractions must be one positive number per weights file ({count}) summing to 1; "
+                             f"got {list(fractions)}")
+    return [float(f) for f in fractions]
 
 
 def average_weights(states: Sequence[Mapping[str, torch.Tensor]],
@@ -35,11 +49,7 @@ def average_weights(states: Sequence[Mapping[str, torch.Tensor]],
     """
     if len(states) < 2:
         raise UserInputError(f"averaging weights needs at least two state dicts, got {len(states)}")
-    if fractions is None:
-        fractions = [1.0 / len(states)] * len(states)
-    if len(fractions) != len(states) or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise UserInputError(f"fractions must be one positive number per weights file ({len(states)}) summing to 1; "
-                             f"got {list(fractions)}")
+    fractions = mixing_fractions(len(states), fractions)
     first = states[0]
     for index, state in enumerate(states[1:], start=2):
         if set(state) != set(first):

@@ -261,12 +261,12 @@ def _write_average(weights: list[str], work: Path, fractions: list[float] | None
     import hashlib
 
     from monai_tat.io import atomic_write, read_checkpoint
-    from monai_tat.training import average_weights
+    from monai_tat.training import average_weights, mixing_fractions
 
     target = work / "models" / "model.pt"
     if target.exists():
         raise SystemExit(f"{target} already exists (a run's best weights?): give --average a new --work folder")
-    fractions = fractions or [1.0 / len(weights)] * len(weights)
+    fractions = mixing_fractions(len(weights), fractions)
     averaged = average_weights([read_checkpoint(w)[0] for w in weights], fractions)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, lambda tmp: torch.save(averaged, tmp), overwrite=False)
@@ -402,10 +402,16 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--no-phantoms needs --datalist: without phantoms the data come only from datalists")
     if args.average is not None and (not args.export_only or len(args.average) < 2):
         p.error("--average takes two or more weights files and needs --export-only")
-    if args.average_fractions is not None and (
-            args.average is None or len(args.average_fractions) != len(args.average)
-            or min(args.average_fractions) <= 0 or abs(sum(args.average_fractions) - 1.0) > 1e-6):
-        p.error("--average-fractions needs --average and one positive fraction per weights file, summing to 1")
+    if args.average_fractions is not None:
+        from monai_tat.errors import UserInputError
+        from monai_tat.training import mixing_fractions
+
+        if args.average is None:
+            p.error("--average-fractions needs --average")
+        try:
+            mixing_fractions(len(args.average), args.average_fractions)
+        except UserInputError as error:
+            p.error(f"--average-fractions: {error}")
     trains = not (args.export_only or args.gate_only)
     if trains and importlib.util.find_spec("tensorboard") is None:
         # train.json logs to TensorBoard, a training-only extra of monai-tat
