@@ -9,6 +9,8 @@
 - :class:`WeightEMA`: exponential moving average of the weights (what is validated and saved);
   :func:`average_weights`: the (weighted, :func:`mixing_fractions`) mean of finished weights of one
   lineage.
+- :class:`TeacherAnchoredLoss`: fine-tune some tasks while the others keep a finished network's
+  answers as their targets.
 - :func:`latest_checkpoint`: where an interrupted training run resumes.
 
 The configs that put them together are the bundles' ``configs/train.json``.
@@ -17,6 +19,7 @@ The configs that put them together are the bundles' ``configs/train.json``.
 from __future__ import annotations
 
 from monai_tat.data.datalist import load_datalist
+from monai_tat.training.anchored import TeacherAnchoredLoss
 from monai_tat.training.checkpoints import CHECKPOINT_PATTERN, latest_checkpoint
 from monai_tat.training.ema import WeightEMA, average_weights, mixing_fractions
 from monai_tat.training.iteration import RestorationIteration
@@ -27,6 +30,7 @@ __all__ = [
     "RandomBatchSampler",
     "RestorationIteration",
     "TaskBalancedBatchSampler",
+    "TeacherAnchoredLoss",
     "WeightEMA",
     "average_weights",
     "latest_checkpoint",

@@ -20,6 +20,11 @@ Resumable: everything lives in ``--work`` (default: a folder per model in the sy
 directory). Rerunning the same command continues from the last full checkpoint, and reuses the
 phantoms and the iteration budget chosen for ``--minutes``.
 
+``--init W --anchor W --anchor-tasks ct pet`` fine-tunes ``W`` while the samples of the anchored
+tasks are trained toward ``W``'s own restorations instead of their references
+(:class:`monai_tat.training.TeacherAnchoredLoss`): the other tasks learn, the anchored ones are
+held where ``W`` had them.
+
 ``--export-only --average A B ...`` exports and scores the mean of finished weights of one
 lineage (e.g. a network and its fine-tuned self) instead of training, written to a new ``--work``.
 
@@ -275,6 +280,20 @@ def _write_average(weights: list[str], work: Path, fractions: list[float] | None
             for w, f in zip(weights, fractions)]
 
 
+def _anchor(overrides: dict[str, Any], weights: Path, tasks: list[str], fraction: float) -> dict[str, Any]:
+    """Make train.json's objective a :class:`~monai_tat.training.TeacherAnchoredLoss` around its own,
+    with ``weights`` as the teacher; returns the anchor's record (path, SHA-256, tasks, fraction)."""
+    import hashlib
+
+    from monai_tat.io import read_checkpoint
+
+    read_checkpoint(weights)  # refuse a missing or unreadable file before anything starts
+    overrides["loss"] = (f"$monai_tat.training.TeacherAnchoredLoss(@loss_def, monai_tat.inference.load_model("
+                         f"{str(weights.resolve())!r}, @device), {list(tasks)!r}, {float(fraction)!r}).to(@device)")
+    return {"path": _portable(str(weights)), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+            "tasks": list(tasks), "teacher_fraction": float(fraction)}
+
+
 def _portable(argument: str) -> str:
     """An absolute path as its last folder and name (the weights' metadata names no machine's folders)."""
     path = Path(argument)
@@ -362,6 +381,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init", default=None, metavar="WEIGHTS",
                    help="start from these weights (a plain state dict .pt, e.g. the bundle's models/model.pt, or a "
                         ".safetensors file) instead of a random initialisation; a resumed run ignores it")
+    p.add_argument("--anchor", default=None, metavar="WEIGHTS",
+                   help="hold the --anchor-tasks where these weights restore them: their samples are trained toward "
+                        "these weights' output instead of the reference (usually the --init weights)")
+    p.add_argument("--anchor-tasks", nargs="+", choices=_TASKS, default=["ct", "pet"], metavar="TASK",
+                   help="with --anchor: the tasks to hold (default ct pet)")
+    p.add_argument("--anchor-fraction", type=float, default=1.0, metavar="F",
+                   help="with --anchor: anchored target = F x the anchor's output + (1 - F) x the reference (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=0,
@@ -413,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         except UserInputError as error:
             p.error(f"--average-fractions: {error}")
     trains = not (args.export_only or args.gate_only)
+    if args.anchor is not None and not trains:
+        p.error("--anchor is a training option: leave out --export-only and --gate-only")
+    if args.anchor is not None and set(args.anchor_tasks) == set(_TASKS):
+        p.error("--anchor-tasks must leave at least one task to learn from its references")
+    if not 0.0 <= args.anchor_fraction <= 1.0:
+        p.error(f"--anchor-fraction must lie in [0, 1], got {args.anchor_fraction}")
     if trains and importlib.util.find_spec("tensorboard") is None:
         # train.json logs to TensorBoard, a training-only extra of monai-tat
         p.error('training logs to TensorBoard, which is not installed: install the training extra '
@@ -472,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.init:
         overrides["initialize"] = _initialize_from(Path(args.init), bundle_dir)
+    anchored_to = _anchor(overrides, Path(args.anchor), args.anchor_tasks, args.anchor_fraction) if args.anchor else None
     stopped_at = None
     averaged_from = _write_average(args.average, work, args.average_fractions) if args.average else None
     if args.export_only:
@@ -498,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
             "datalists": [Path(d).name if phantoms and d == str(phantoms) else _portable(d) for d in datalists],
             "simulation": sim.SETTINGS, "network": size,
             "command": "python recipes/demo_weights/train.py " + " ".join(map(_portable, argv or [])),
-            **({"averaged_from": averaged_from} if averaged_from else {})}
+            **({"averaged_from": averaged_from} if averaged_from else {}),
+            **({"anchored_to": anchored_to} if anchored_to else {})}
 
     # The gate first (held out: the phantoms of another seed and the datalists' testing items):
     # nothing reaches --out (or the bundle) unless every held-out volume gains.

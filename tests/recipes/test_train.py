@@ -143,6 +143,35 @@ def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
         assert "--average" in capsys.readouterr().err
 
 
+def test_anchor_trains_the_anchored_tasks_toward_the_anchor_weights(tmp_path, capsys):
+    from train import QUICK_SIZES
+    from monai_tat.networks import build_network
+
+    torch.manual_seed(3)
+    teacher = build_network("TAT", spatial_dims=2, in_channels=1, out_channels=1, **QUICK_SIZES["tat"])
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    args = ["--model", "tat", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"), "--quick",
+            "--gate", "off", "--init", str(tmp_path / "teacher.pt"), "--anchor", str(tmp_path / "teacher.pt"),
+            "--anchor-tasks", "pet", "ct"]
+    assert main(args) == 0
+    info = json.loads((tmp_path / "out" / "tat_demo_metrics.json").read_text())
+    record = info["anchored_to"]
+    assert record["tasks"] == ["pet", "ct"] and record["teacher_fraction"] == 1.0 and len(record["sha256"]) == 64
+    # train.json's objective was the anchored one: its checkpointed state is the wrapped objective's,
+    # and holds no teacher weights
+    loss_state = torch.load(tmp_path / "work" / "checkpoints" / "checkpoint_final.pt", weights_only=True)["loss"]
+    assert loss_state and all(key.startswith("objective.sigma_estimator.") for key in loss_state)
+    # every task anchored (nothing left to learn), a fraction outside [0, 1], or anchoring an export: refused
+    for wrong in (["--anchor-tasks", "ct", "pet", "mri"], ["--anchor-fraction", "1.5"]):
+        with pytest.raises(SystemExit):
+            main([*args[:-3], *wrong, "--work", str(tmp_path / "w2")])
+        assert "--anchor" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--model", "tat", "--out", str(tmp_path / "o3"), "--quick", "--export-only",
+              "--anchor", str(tmp_path / "teacher.pt")])
+    assert "--anchor is a training option" in capsys.readouterr().err
+
+
 def test_training_without_the_train_extra_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     import importlib.util
 
