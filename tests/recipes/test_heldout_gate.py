@@ -150,12 +150,16 @@ def test_a_task_below_its_minimum_gain_is_refused_by_name():
     assert report.volumes[0].passed and not report.passed
     gain = report.tasks["ct"]["mean_gain_db"]
     assert 0 < gain < 40 and report.tasks["pet"]["volumes"] == 0
-    assert report.refusal() == (f"held-out gate refused mean filter: task ct: mean gain {gain:+.2f} dB over 3 slices "
+    assert report.refusal() == (f"held-out gate refused mean filter: task ct: mean gain {gain:+.3f} dB over 3 slices "
                                 "(needs >= +40.00) | task pet: no held-out volume of this task (needs a mean gain >= "
                                 "+1.00 dB)")
     markdown = report.to_markdown()
     assert "| CT | 1 | 3 |" in markdown and "| +40.00 | refused |" in markdown
     assert heldout_gate.run_gate(items, MeanFilter(), heldout_gate.GateRule(task_min_gain_db={"ct": 1.0})).passed
+    # a task minimum is compared exactly: a mean gain 0.004 dB short is refused even where it rounds up
+    short = heldout_gate.run_gate(items, MeanFilter(), heldout_gate.GateRule(task_min_gain_db={"ct": gain + 0.004}))
+    assert not short.passed and f"| CT | 1 | 3 | {gain:+.3f} |" in short.to_markdown()
+    assert heldout_gate.run_gate(items, MeanFilter(), heldout_gate.GateRule(task_min_gain_db={"ct": gain})).passed
 
 
 def test_slice_gains_skip_constant_references_and_count_exact_slices():
