@@ -23,7 +23,8 @@ phantoms and the iteration budget chosen for ``--minutes``.
 ``--init W --anchor W --anchor-tasks ct pet`` fine-tunes ``W`` while the samples of the anchored
 tasks are trained toward ``W``'s own restorations instead of their references
 (:class:`monai_tat.training.TeacherAnchoredLoss`): the other tasks learn, the anchored ones are
-held where ``W`` had them.
+held where ``W`` had them; ``--anchor-references`` adds each training reference of an anchored task
+as an input of its own, so that they are also held on inputs as quiet as a full-dose scan.
 
 ``--export-only --average A B ...`` exports and scores the mean of finished weights of one
 lineage (e.g. a network and its fine-tuned self) instead of training, written to a new ``--work``.
@@ -294,6 +295,25 @@ def _anchor(overrides: dict[str, Any], weights: Path, tasks: list[str], fraction
             "tasks": list(tasks), "teacher_fraction": float(fraction)}
 
 
+def _reference_inputs(datalists: list[str], tasks: list[str], work: Path) -> Path:
+    """Write ``<work>/anchor_references.json``: one training item per training pair of ``tasks`` in
+    ``datalists`` whose input is the pair's reference (``image = label``, absolute paths).
+
+    Under :class:`~monai_tat.training.TeacherAnchoredLoss` their target is the anchor's restoration
+    of the reference, so those tasks are also held on inputs as clean as a full-dose image.
+    """
+    from monai_tat.data import load_datalist, write_datalist
+
+    items = [{"image": item["label"], "label": item["label"], "task": item["task"]}
+             for item in load_datalist(datalists, "training") if item["task"] in tasks]
+    if not items:
+        raise SystemExit(f"--anchor-references: no training pair of {', '.join(tasks)} in the datalists")
+    path = work / "anchor_references.json"
+    write_datalist(path, {"name": "references as inputs of the anchored tasks", "training": items}, overwrite=True)
+    _log(f"anchor: {len(items)} references of {', '.join(tasks)} added as training inputs ({path})")
+    return path
+
+
 def _portable(argument: str) -> str:
     """An absolute path as its last folder and name (the weights' metadata names no machine's folders)."""
     path = Path(argument)
@@ -388,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --anchor: the tasks to hold (default ct pet)")
     p.add_argument("--anchor-fraction", type=float, default=1.0, metavar="F",
                    help="with --anchor: anchored target = F x the anchor's output + (1 - F) x the reference (default 1)")
+    p.add_argument("--anchor-references", action="store_true",
+                   help="with --anchor: also train the anchored tasks on their training references as inputs (target: "
+                        "the anchor's restoration of them), holding those tasks on inputs quieter than the pairs' own")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=0,
@@ -443,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--anchor is a training option: leave out --export-only and --gate-only")
     if args.anchor is not None and set(args.anchor_tasks) == set(_TASKS):
         p.error("--anchor-tasks must leave at least one task to learn from its references")
+    if args.anchor_references and args.anchor is None:
+        p.error("--anchor-references needs --anchor (the references' targets are the anchor's restorations)")
     if not 0.0 <= args.anchor_fraction <= 1.0:
         p.error(f"--anchor-fraction must lie in [0, 1], got {args.anchor_fraction}")
     if trains and importlib.util.find_spec("tensorboard") is None:
@@ -505,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.init:
         overrides["initialize"] = _initialize_from(Path(args.init), bundle_dir)
     anchored_to = _anchor(overrides, Path(args.anchor), args.anchor_tasks, args.anchor_fraction) if args.anchor else None
+    if anchored_to and args.anchor_references:
+        references = _reference_inputs(datalists, args.anchor_tasks, work)
+        overrides["datalist"] = [*datalists, str(references)]
+        anchored_to["references_as_inputs"] = True
     stopped_at = None
     averaged_from = _write_average(args.average, work, args.average_fractions) if args.average else None
     if args.export_only:

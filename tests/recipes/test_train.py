@@ -161,11 +161,23 @@ def test_anchor_trains_the_anchored_tasks_toward_the_anchor_weights(tmp_path, ca
     # and holds no teacher weights
     loss_state = torch.load(tmp_path / "work" / "checkpoints" / "checkpoint_final.pt", weights_only=True)["loss"]
     assert loss_state and all(key.startswith("objective.sigma_estimator.") for key in loss_state)
+    assert "references_as_inputs" not in record
+    # --anchor-references: each training reference of an anchored task becomes an input of its own
+    assert main([*args, "--work", str(tmp_path / "work_refs"), "--out", str(tmp_path / "out_refs"),
+                 "--anchor-references"]) == 0
+    assert json.loads((tmp_path / "out_refs" / "tat_demo_metrics.json").read_text())["anchored_to"]["references_as_inputs"]
+    references = json.loads((tmp_path / "work_refs" / "anchor_references.json").read_text())["training"]
+    pairs = json.loads((tmp_path / "work_refs" / "phantoms" / "datalist.json").read_text())["training"]
+    assert len(references) == sum(item["task"] in ("ct", "pet") for item in pairs) > 0
+    assert all(r["image"] == r["label"] and r["task"] in ("ct", "pet") for r in references)
     # every task anchored (nothing left to learn), a fraction outside [0, 1], or anchoring an export: refused
     for wrong in (["--anchor-tasks", "ct", "pet", "mri"], ["--anchor-fraction", "1.5"]):
         with pytest.raises(SystemExit):
             main([*args[:-3], *wrong, "--work", str(tmp_path / "w2")])
         assert "--anchor" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--model", "tat", "--out", str(tmp_path / "o4"), "--quick", "--anchor-references"])
+    assert "--anchor-references needs --anchor" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--model", "tat", "--out", str(tmp_path / "o3"), "--quick", "--export-only",
               "--anchor", str(tmp_path / "teacher.pt")])
