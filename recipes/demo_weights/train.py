@@ -26,6 +26,9 @@ tasks are trained toward ``W``'s own restorations instead of their references
 held where ``W`` had them; ``--anchor-references`` adds each training reference of an anchored task
 as an input of its own, so that they are also held on inputs as quiet as a full-dose scan.
 
+``--export-only --from-checkpoint checkpoint_final.pt`` exports the weight average (EMA) a full
+checkpoint holds instead of the best validated weights (the validation lists are small).
+
 ``--export-only --average A B ...`` exports and scores the mean of finished weights of one
 lineage (e.g. a network and its fine-tuned self) instead of training, written to a new ``--work``.
 
@@ -225,11 +228,11 @@ def _iterations_for(minutes: float, model: str, size: dict[str, Any], patch: int
     return max(10, int(minutes * 60 / seconds))
 
 
-def _best_network(model: str, work: Path, size: dict[str, Any]) -> torch.nn.Module:
-    """The best validated EMA network of the run in ``work`` (``<work>/models/model.pt``), on the CPU."""
+def _best_network(model: str, weights: Path, size: dict[str, Any]) -> torch.nn.Module:
+    """The network of a run's weights file (its best validated EMA: ``<work>/models/model.pt``), on the CPU."""
     from monai_tat.networks import build_network
 
-    state = torch.load(work / "models" / "model.pt", map_location="cpu", weights_only=True)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
     net = build_network(model.upper(), spatial_dims=2, in_channels=1, out_channels=1, **size)
     net.load_state_dict(state)
     return net.eval()
@@ -312,6 +315,27 @@ def _reference_inputs(datalists: list[str], tasks: list[str], work: Path) -> Pat
     write_datalist(path, {"name": "references as inputs of the anchored tasks", "training": items}, overwrite=True)
     _log(f"anchor: {len(items)} references of {', '.join(tasks)} added as training inputs ({path})")
     return path
+
+
+def _write_checkpoint_ema(work: Path, name: str) -> dict[str, Any]:
+    """Write the EMA weights held in the full checkpoint ``<work>/checkpoints/<name>`` as
+    ``<work>/models/from_checkpoint.pt``; returns its record (name, iteration, SHA-256)."""
+    import hashlib
+
+    from monai_tat.io import atomic_write
+
+    path = work / "checkpoints" / name
+    if Path(name).name != name or not path.is_file():
+        raise SystemExit(f"--from-checkpoint: no checkpoint {name!r} in {work / 'checkpoints'}")
+    full = torch.load(path, map_location="cpu", weights_only=True)
+    if "ema" not in full or "model" not in full["ema"]:
+        raise SystemExit(f"--from-checkpoint: {path} holds no weight average (an 'ema' entry of train.json)")
+    target = work / "models" / "from_checkpoint.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda tmp: torch.save(dict(full["ema"]["model"]), tmp), overwrite=True)
+    _log(f"wrote the weight average of {path} to {target}")
+    return {"checkpoint": name, "iteration": int(full.get("trainer", {}).get("iteration", -1)),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def _portable(argument: str) -> str:
@@ -423,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--average", nargs="+", default=None, metavar="WEIGHTS",
                    help="with --export-only: export and evaluate the mean of these weights (one lineage), "
                         "written to <work>/models/model.pt, which must not exist yet")
+    p.add_argument("--from-checkpoint", default=None, metavar="NAME",
+                   help="with --export-only: export the weight average (EMA) held in this full training checkpoint "
+                        "of <work>/checkpoints (e.g. checkpoint_final.pt) instead of the best validated weights, "
+                        "written to <work>/models/from_checkpoint.pt")
     p.add_argument("--average-fractions", nargs="+", type=float, default=None, metavar="F",
                    help="with --average: a weighted mean, one fraction per weights file, summing to 1")
     gate = p.add_argument_group(
@@ -451,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--no-phantoms needs --datalist: without phantoms the data come only from datalists")
     if args.average is not None and (not args.export_only or len(args.average) < 2):
         p.error("--average takes two or more weights files and needs --export-only")
+    if args.from_checkpoint is not None and (not args.export_only or args.average is not None):
+        p.error("--from-checkpoint exports one checkpoint's weights: it needs --export-only and no --average")
     if args.average_fractions is not None:
         from monai_tat.errors import UserInputError
         from monai_tat.training import mixing_fractions
@@ -535,15 +565,17 @@ def main(argv: list[str] | None = None) -> int:
         overrides["datalist"] = [*datalists, str(references)]
         anchored_to["references_as_inputs"] = True
     stopped_at = None
+    from_checkpoint = _write_checkpoint_ema(work, args.from_checkpoint) if args.from_checkpoint else None
     averaged_from = _write_average(args.average, work, args.average_fractions) if args.average else None
     if args.export_only:
         from monai_tat.training import latest_checkpoint
 
-        if not (work / "models" / "model.pt").is_file():
+        if not from_checkpoint and not (work / "models" / "model.pt").is_file():
             raise SystemExit(f"{work / 'models' / 'model.pt'} does not exist: the run has not validated any weights yet")
         last = latest_checkpoint(work / "checkpoints")
         stopped_at = Path(last).stem if last else None
-        what = "the averaged weights" if averaged_from else "the best validated weights"
+        what = ("the averaged weights" if averaged_from else f"the weight average of {args.from_checkpoint}"
+                if from_checkpoint else "the best validated weights")
         _log(f"{model}: exporting {what} of {work} (last checkpoint {stopped_at})")
         wall = 0.0
     else:
@@ -561,14 +593,16 @@ def main(argv: list[str] | None = None) -> int:
             "simulation": sim.SETTINGS, "network": size,
             "command": "python recipes/demo_weights/train.py " + " ".join(map(_portable, argv or [])),
             **({"averaged_from": averaged_from} if averaged_from else {}),
-            **({"anchored_to": anchored_to} if anchored_to else {})}
+            **({"anchored_to": anchored_to} if anchored_to else {}),
+            **({"exported_from": from_checkpoint} if from_checkpoint else {})}
 
     # The gate first (held out: the phantoms of another seed and the datalists' testing items):
     # nothing reaches --out (or the bundle) unless every held-out volume gains.
-    net = _best_network(model, work, size)
+    weights_file = work / "models" / ("from_checkpoint.pt" if from_checkpoint else "model.pt")
+    net = _best_network(model, weights_file, size)
     gate_record: dict[str, Any] = {"enforced": False, "skipped": True}
     if args.gate != "off":
-        report = _run_gate(net, _portable(str(work.resolve() / "models" / "model.pt")), datalists, rule, work)
+        report = _run_gate(net, _portable(str(weights_file.resolve())), datalists, rule, work)
         if not report.passed and args.gate == "enforce":
             raise SystemExit(report.refusal() + f" (nothing written to {args.out})")
         if not report.passed:
@@ -576,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         gate_record = {**report.to_json(), "enforced": args.gate == "enforce", "table_markdown": report.to_markdown()}
 
     # Held out: the phantoms of another seed and the datalists' testing items, with the bundle's evaluate.json.
-    evaluation = {"ckpt_path": str(work / "models" / "model.pt"), "datalist": datalists, "data_key": "testing",
+    evaluation = {"ckpt_path": str(weights_file), "datalist": datalists, "data_key": "testing",
                   "output_dir": str(work / "heldout"), **{f"network_def#{k}": v for k, v in size.items()}}
     run_workflow(bundle_dir, "evaluate.json", "infer", evaluation)
     summary = json.loads((work / "heldout" / "evaluation_summary.json").read_text(encoding="utf-8"))

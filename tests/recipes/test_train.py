@@ -143,7 +143,7 @@ def test_export_only_average_exports_the_mean_of_two_weights(tmp_path, capsys):
         assert "--average" in capsys.readouterr().err
 
 
-def test_anchor_trains_the_anchored_tasks_toward_the_anchor_weights(tmp_path, capsys):
+def test_anchored_run_and_the_export_of_its_checkpoint_average(tmp_path, capsys):
     from train import QUICK_SIZES
     from monai_tat.networks import build_network
 
@@ -162,6 +162,22 @@ def test_anchor_trains_the_anchored_tasks_toward_the_anchor_weights(tmp_path, ca
     loss_state = torch.load(tmp_path / "work" / "checkpoints" / "checkpoint_final.pt", weights_only=True)["loss"]
     assert loss_state and all(key.startswith("objective.sigma_estimator.") for key in loss_state)
     assert "references_as_inputs" not in record
+    # --from-checkpoint: the weight average a full checkpoint holds, exported and gated instead of the best validated
+    export = ["--model", "tat", "--out", str(tmp_path / "out_ckpt"), "--work", str(tmp_path / "work"), "--quick",
+              "--gate", "report", "--export-only", "--from-checkpoint", "checkpoint_final.pt"]
+    assert main(export) == 0
+    full = torch.load(tmp_path / "work" / "checkpoints" / "checkpoint_final.pt", weights_only=True)
+    exported = read_checkpoint(tmp_path / "out_ckpt" / "tat_demo.safetensors")[0]
+    assert all(torch.equal(exported[k], v.float()) for k, v in full["ema"]["model"].items())
+    info = json.loads((tmp_path / "out_ckpt" / "tat_demo_metrics.json").read_text())
+    assert info["exported_from"]["checkpoint"] == "checkpoint_final.pt" and info["exported_from"]["iteration"] == 4
+    assert info["heldout_gate"]["weights"].endswith("from_checkpoint.pt")
+    for wrong in (["--from-checkpoint", "nothing.pt"], ["--from-checkpoint", "../checkpoints/checkpoint_final.pt"]):
+        with pytest.raises(SystemExit, match="no checkpoint"):
+            main([*export[:-2], *wrong])
+    with pytest.raises(SystemExit):
+        main([*export[:-3], "--from-checkpoint", "checkpoint_final.pt"])  # not an export: refused
+    assert "--from-checkpoint exports one checkpoint" in capsys.readouterr().err
     # --anchor-references: each training reference of an anchored task becomes an input of its own
     assert main([*args, "--work", str(tmp_path / "work_refs"), "--out", str(tmp_path / "out_refs"),
                  "--anchor-references"]) == 0
