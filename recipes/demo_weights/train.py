@@ -267,8 +267,6 @@ def _write_average(weights: list[str], work: Path, fractions: list[float] | None
 
     Returns each source's path, SHA-256 and fraction, for the exported weights' record.
     """
-    import hashlib
-
     from monai_tat.io import atomic_write, read_checkpoint
     from monai_tat.training import average_weights, mixing_fractions
 
@@ -280,21 +278,19 @@ def _write_average(weights: list[str], work: Path, fractions: list[float] | None
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(target, lambda tmp: torch.save(averaged, tmp), overwrite=False)
     _log(f"wrote the mean of {len(weights)} weights to {target}")
-    return [{"path": _portable(str(w)), "sha256": hashlib.sha256(Path(w).read_bytes()).hexdigest(), "fraction": f}
+    return [{"path": _portable(str(w)), "sha256": _sha256(Path(w)), "fraction": f}
             for w, f in zip(weights, fractions)]
 
 
 def _anchor(overrides: dict[str, Any], weights: Path, tasks: list[str], fraction: float) -> dict[str, Any]:
     """Make train.json's objective a :class:`~monai_tat.training.TeacherAnchoredLoss` around its own,
     with ``weights`` as the teacher; returns the anchor's record (path, SHA-256, tasks, fraction)."""
-    import hashlib
-
     from monai_tat.io import read_checkpoint
 
     read_checkpoint(weights)  # refuse a missing or unreadable file before anything starts
     overrides["loss"] = (f"$monai_tat.training.TeacherAnchoredLoss(@loss_def, monai_tat.inference.load_model("
                          f"{str(weights.resolve())!r}, @device), {list(tasks)!r}, {float(fraction)!r}).to(@device)")
-    return {"path": _portable(str(weights)), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    return {"path": _portable(str(weights)), "sha256": _sha256(weights),
             "tasks": list(tasks), "teacher_fraction": float(fraction)}
 
 
@@ -320,8 +316,6 @@ def _reference_inputs(datalists: list[str], tasks: list[str], work: Path) -> Pat
 def _write_checkpoint_ema(work: Path, name: str) -> dict[str, Any]:
     """Write the EMA weights held in the full checkpoint ``<work>/checkpoints/<name>`` as
     ``<work>/models/from_checkpoint.pt``; returns its record (name, iteration, SHA-256)."""
-    import hashlib
-
     from monai_tat.io import atomic_write
 
     path = work / "checkpoints" / name
@@ -335,7 +329,14 @@ def _write_checkpoint_ema(work: Path, name: str) -> dict[str, Any]:
     atomic_write(target, lambda tmp: torch.save(dict(full["ema"]["model"]), tmp), overwrite=True)
     _log(f"wrote the weight average of {path} to {target}")
     return {"checkpoint": name, "iteration": int(full.get("trainer", {}).get("iteration", -1)),
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            "sha256": _sha256(path)}
+
+
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file: the record of which weights a run or an export started from."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _portable(argument: str) -> str:
